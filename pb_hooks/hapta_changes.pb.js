@@ -1,0 +1,91 @@
+/// <reference path="../pb_data/types.d.ts" />
+// Hapta's PocketBase hooks: keep the change-log triggers installed on every base and auth collection,
+// prune the log, and serve it to the sidecar (superusers only) at /api/hapta-sync/changes.
+
+onBootstrap((e) => {
+  e.next();
+  require(`${__hooks}/hapta/changelog.js`).ensureAll(e.app);
+});
+
+onCollectionAfterCreateSuccess((e) => {
+  e.next();
+  require(`${__hooks}/hapta/changelog.js`).ensureCollection(e.app, e.collection);
+});
+
+onCollectionAfterUpdateSuccess((e) => {
+  e.next();
+  require(`${__hooks}/hapta/changelog.js`).ensureCollection(e.app, e.collection);
+});
+
+onCollectionAfterDeleteSuccess((e) => {
+  e.next();
+  require(`${__hooks}/hapta/changelog.js`).dropTriggers(e.app, e.collection.id);
+});
+
+cronAdd("hapta_log_prune", "*/5 * * * *", () => {
+  require(`${__hooks}/hapta/changelog.js`).prune($app);
+});
+
+// GET /api/hapta-sync/changes?after=SEQ&limit=N&consumer=ID
+// Returns the log rows with seq >= after (the row at `after` itself is the anchor the sidecar uses to
+// check that the log it resumes is the one it applied), the head, the pruned prefix and the instance id.
+routerAdd("GET", "/api/hapta-sync/changes", (e) => {
+  const log = require(`${__hooks}/hapta/changelog.js`);
+  const after = Math.max(0, parseInt(e.request.url.query().get("after") || "0", 10) || 0);
+  const limit = Math.min(5000, Math.max(1, parseInt(e.request.url.query().get("limit") || "1000", 10) || 1000));
+  const consumer = e.request.url.query().get("consumer") || "";
+  const head = log.head(e.app);
+  const rows = log.readChanges(e.app, after, limit);
+  log.noteConsumer(e.app, consumer, after);
+  let anchor = null;
+  const changes = [];
+  for (const r of rows) {
+    const item = { seq: r.seq, coll: r.coll, rid: r.rid, op: r.op, at: r.at };
+    if (r.seq === after) anchor = item;
+    else if (changes.length < limit) changes.push(item);
+  }
+  // Read after the log rows, so each record is at least as new as the changes that name it.
+  const records = e.request.url.query().get("records") === "1" ? log.lookupChanged(e.app, changes) : {};
+  return e.json(200, {
+    instance: log.readMeta(e.app, "instance"),
+    prunedThrough: parseInt(log.readMeta(e.app, "pruned_through") || "0", 10),
+    head,
+    anchor,
+    changes,
+    more: rows.length - (anchor ? 1 : 0) > limit,
+    records,
+  });
+}, $apis.requireSuperuserAuth());
+
+// GET /api/hapta-sync/records?coll=ID&after=ROWID&limit=N
+// One page of a collection in rowid order (keyset paging, so concurrent deletes never shift a page).
+routerAdd("GET", "/api/hapta-sync/records", (e) => {
+  const log = require(`${__hooks}/hapta/changelog.js`);
+  const q = e.request.url.query();
+  const c = log.findReplicated(e.app, q.get("coll") || "");
+  if (!c) return e.json(404, { status: 404, message: "Missing collection context.", data: {} });
+  const after = Math.max(0, parseInt(q.get("after") || "0", 10) || 0);
+  const limit = Math.min(5000, Math.max(1, parseInt(q.get("limit") || "1000", 10) || 1000));
+  const pairs = log.rowidsAfter(e.app, c, after, limit);
+  const page = log.exportRecords(e.app, c, pairs);
+  return e.json(200, {
+    rowids: page.rowids,
+    records: page.records,
+    last: pairs.length > 0 ? pairs[pairs.length - 1].r : after,
+    done: pairs.length < limit,
+  });
+}, $apis.requireSuperuserAuth());
+
+// POST /api/hapta-sync/ensure: install any missing triggers (superusers only). Migrations run after
+// bootstrap; collections they create get triggers from the collection hooks, and the sidecar calls
+// this on start and after each schema change as a safety net.
+routerAdd("POST", "/api/hapta-sync/ensure", (e) => {
+  require(`${__hooks}/hapta/changelog.js`).ensureAll(e.app);
+  return e.json(200, { ok: true });
+}, $apis.requireSuperuserAuth());
+
+// POST /api/hapta-sync/prune: prune now (superusers only); used by tests and operators.
+routerAdd("POST", "/api/hapta-sync/prune", (e) => {
+  const upTo = require(`${__hooks}/hapta/changelog.js`).prune(e.app);
+  return e.json(200, { prunedThrough: upTo });
+}, $apis.requireSuperuserAuth());
