@@ -1,0 +1,51 @@
+// What the sync engine reads from PocketBase: the change log (with the current state of the records it
+// names), pages of a collection in rowid order, and the collection definitions. All requests go through
+// the sidecar's superuser session; see pb_hooks/hapta_changes.pb.js for the server side.
+import type { PbCollection } from './schema.js';
+import type { ChangeRow, RecordPage } from './store.js';
+import type { SuperuserSession } from './upstream.js';
+
+export interface ChangesResponse {
+  instance: string;
+  prunedThrough: number;
+  head: number;
+  anchor: ChangeRow | null;
+  changes: ChangeRow[];
+  more: boolean;
+  records: Record<string, RecordPage>;
+}
+
+export interface PageResponse extends RecordPage {
+  last: number;
+  done: boolean;
+}
+
+export class ChangeSource {
+  constructor(private readonly session: SuperuserSession, private readonly consumerId: string) {}
+
+  readChanges(after: number, limit: number, withRecords: boolean, signal?: AbortSignal): Promise<ChangesResponse> {
+    const q = new URLSearchParams({ after: String(after), limit: String(limit), consumer: this.consumerId });
+    if (withRecords) q.set('records', '1');
+    return this.session.json<ChangesResponse>('sync', 'GET', `/api/hapta-sync/changes?${q}`, undefined, signal);
+  }
+
+  readPage(collectionId: string, afterRowid: number, limit: number, signal?: AbortSignal): Promise<PageResponse> {
+    const q = new URLSearchParams({ coll: collectionId, after: String(afterRowid), limit: String(limit) });
+    return this.session.json<PageResponse>('bootstrap', 'GET', `/api/hapta-sync/records?${q}`, undefined, signal);
+  }
+
+  async listCollections(signal?: AbortSignal): Promise<PbCollection[]> {
+    const out: PbCollection[] = [];
+    for (let page = 1; ; page++) {
+      const res = await this.session.json<{ items: PbCollection[]; totalPages: number }>(
+        'schema', 'GET', `/api/collections?page=${page}&perPage=500`, undefined, signal);
+      out.push(...res.items);
+      if (page >= res.totalPages || res.items.length === 0) return out;
+    }
+  }
+
+  /** Asks PocketBase to install any change-log trigger that is missing. */
+  async ensureTriggers(signal?: AbortSignal): Promise<void> {
+    await this.session.json('schema', 'POST', '/api/hapta-sync/ensure', {}, signal);
+  }
+}

@@ -1,0 +1,277 @@
+// The sync engine: keeps the replica file equal to PocketBase. It reads the change log after the
+// stored position and applies each batch (with the records' current state) in one transaction; realtime
+// events, the migrations watcher and a poll timer only wake it. It bootstraps into a temporary file
+// published atomically, and rebuilds when the log no longer continues what the replica holds.
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Backoff, sleep } from './backoff.js';
+import type { ChangeSource, ChangesResponse } from './change-source.js';
+import { copyCollection } from './copier.js';
+import type { Logger } from './log.js';
+import { isReplicable, sameTableShape, tableSpec, type PbCollection } from './schema.js';
+import { FORMAT_VERSION, ReplicaStore, type ChangeRow } from './store.js';
+
+export interface ReplicatorOptions {
+  dataDir: string;
+  batchSize: number;
+  bootstrapPageSize: number;
+  pollIntervalMs: number;
+  includeSystemCollections: boolean;
+  log: Logger;
+  /** Called after each applied batch with the lag of its newest change (ms). */
+  onApplied?: (info: { changes: number; records: number; lagMs: number }) => void;
+  /** Called whenever the replica file is replaced (readers must reopen it). */
+  onSwap?: (store: ReplicaStore) => void;
+}
+
+/** The log no longer continues what the replica holds: only a fresh copy is correct. */
+class RebuildNeeded extends Error {}
+
+export class Replicator {
+  store: ReplicaStore | null = null;
+  lagMs: number | null = null;
+  private abort = new AbortController();
+  private wakeUp: (() => void) | null = null;
+  private woken = false;
+  private schemaCheckRequested = false;
+  private waiters: Array<{ resolve: () => void }> = [];
+  private loop: Promise<void> | null = null;
+  private readyResolvers: Array<() => void> = [];
+
+  constructor(private readonly source: ChangeSource, private readonly opts: ReplicatorOptions) {}
+
+  get path(): string {
+    return join(this.opts.dataDir, 'replica.db');
+  }
+
+  get ready(): boolean {
+    return this.store !== null;
+  }
+
+  get seq(): number {
+    return this.store?.position.seq ?? 0;
+  }
+
+  /** Starts the background loop (bootstrap if needed, then follow the log). */
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    this.wake();
+    await this.loop?.catch(() => {});
+    this.loop = null;
+    this.store?.close();
+    this.store = null;
+  }
+
+  /** Asks the loop to read the log now (realtime event, write through the sidecar, ...). */
+  wake(opts: { schema?: boolean } = {}): void {
+    if (opts.schema) this.schemaCheckRequested = true;
+    this.woken = true;
+    this.wakeUp?.();
+  }
+
+  /** Resolves once a full read of the log that started after this call has been applied. */
+  syncAfterNow(): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiters.push({ resolve });
+      this.wake();
+    });
+  }
+
+  whenReady(): Promise<void> {
+    if (this.ready) return Promise.resolve();
+    return new Promise((resolve) => this.readyResolvers.push(resolve));
+  }
+
+  private async run(): Promise<void> {
+    const backoff = new Backoff(100, 5000);
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      const waiting = this.waiters;
+      this.waiters = [];
+      this.woken = false;
+      try {
+        if (!this.store) await this.open();
+        while (!signal.aborted && (await this.pullOnce())) { /* more in the log */ }
+        backoff.reset();
+        for (const w of waiting) w.resolve();
+      } catch (err) {
+        this.waiters.unshift(...waiting);
+        if (signal.aborted) break;
+        if (err instanceof RebuildNeeded) {
+          this.opts.log.warn('replica rebuild', { reason: err.message });
+          await this.rebuild().catch((e) => this.opts.log.error('rebuild failed', { error: (e as Error).message }));
+          continue;
+        }
+        this.opts.log.warn('replication paused', { error: (err as Error).message });
+        await sleep(backoff.next(), signal);
+        continue;
+      }
+      if (!this.woken && this.waiters.length === 0) await this.idle(this.opts.pollIntervalMs);
+    }
+  }
+
+  private idle(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const self = this;
+      function done() {
+        clearTimeout(timer);
+        self.wakeUp = null;
+        resolve();
+      }
+      this.wakeUp = done;
+    });
+  }
+
+  /** Opens the existing replica when it continues the log, or builds a new one. */
+  private async open(): Promise<void> {
+    await this.source.ensureTriggers(this.abort.signal);
+    if (existsSync(this.path)) {
+      const store = new ReplicaStore(this.path);
+      const reason = await this.incompatibility(store);
+      if (!reason) {
+        this.publish(store);
+        // Schema changes made while the sidecar was down are in the log; the periodic check covers the rest.
+        this.schemaCheckRequested = true;
+        return;
+      }
+      this.opts.log.warn('replica not reusable', { reason });
+      store.close();
+    }
+    const store = await this.buildFresh();
+    this.removeFiles(this.path);
+    renameSync(store.path, this.path);
+    this.publish(new ReplicaStore(this.path));
+  }
+
+  private async incompatibility(store: ReplicaStore): Promise<string | null> {
+    if (store.format !== FORMAT_VERSION) return `format ${store.format} != ${FORMAT_VERSION}`;
+    const res = await this.source.readChanges(store.position.seq, 1, false, this.abort.signal);
+    if (!store.instance || res.instance !== store.instance) return 'different PocketBase database';
+    return this.continuity(store.position.seq, store.position.anchor, res);
+  }
+
+  /** Why the log does not continue from `seq` (null when it does). */
+  private continuity(seq: number, anchor: ChangeRow | null, res: ChangesResponse): string | null {
+    if (seq === 0) return null;
+    if (res.head < seq) return 'the change log is behind the replica (database restored?)';
+    if (res.prunedThrough > seq) return 'the replica fell behind the change-log retention';
+    if (anchor && res.anchor && (res.anchor.coll !== anchor.coll || res.anchor.rid !== anchor.rid || res.anchor.at !== anchor.at)) {
+      return 'the change log was rewritten (database restored?)';
+    }
+    if (anchor && !res.anchor && seq > res.prunedThrough) return 'the change log lost the last applied change';
+    return null;
+  }
+
+  private publish(store: ReplicaStore): void {
+    this.store = store;
+    this.opts.onSwap?.(store);
+    for (const r of this.readyResolvers.splice(0)) r();
+  }
+
+  /** A complete replica in a temporary file: copy every collection, then catch up with the log. */
+  private async buildFresh(): Promise<ReplicaStore> {
+    const signal = this.abort.signal;
+    const tmp = `${this.path}.building`;
+    this.removeFiles(tmp);
+    const store = new ReplicaStore(tmp);
+    try {
+      // The position is read before copying: every write after it is in the log and gets re-applied.
+      const start = await this.source.readChanges(0, 1, false, signal);
+      const head = start.head > 0 ? await this.source.readChanges(start.head, 1, false, signal) : start;
+      store.initialise(start.instance, { seq: start.head, anchor: head.anchor });
+      const started = Date.now();
+      let total = 0;
+      for (const c of await this.replicable()) {
+        const stats = await copyCollection(store, this.source, c, this.opts.bootstrapPageSize, this.opts.log, signal);
+        total += stats.records;
+      }
+      this.opts.log.info('bootstrap copied', { records: total, ms: Date.now() - started });
+      while (!signal.aborted && (await this.pullOnce(store))) { /* catch up */ }
+      store.db.pragma('wal_checkpoint(TRUNCATE)');
+      store.close();
+      return store;
+    } catch (err) {
+      store.close();
+      this.removeFiles(tmp);
+      throw err;
+    }
+  }
+
+  /** Replaces a running replica that can no longer follow the log; the old one serves until the swap. */
+  private async rebuild(): Promise<void> {
+    const fresh = await this.buildFresh();
+    this.store?.close();
+    this.store = null;
+    this.removeFiles(this.path);
+    renameSync(fresh.path, this.path);
+    this.publish(new ReplicaStore(this.path));
+  }
+
+  private removeFiles(path: string): void {
+    for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(path + suffix, { force: true });
+  }
+
+  private async replicable(): Promise<PbCollection[]> {
+    const all = await this.source.listCollections(this.abort.signal);
+    return all.filter((c) => isReplicable(c, this.opts.includeSystemCollections));
+  }
+
+  /**
+   * Reads one batch of the log after the store's position and applies it. Returns true when the log
+   * has more. Schema changes in the batch are handled first; collections copied because of them skip
+   * the batch's record states (the copy is newer).
+   */
+  private async pullOnce(store: ReplicaStore = this.store!): Promise<boolean> {
+    const { seq, anchor } = store.position;
+    const res = await this.source.readChanges(seq, this.opts.batchSize, true, this.abort.signal);
+    if (res.instance !== store.instance) throw new RebuildNeeded('different PocketBase database');
+    const broken = this.continuity(seq, anchor, res);
+    if (broken) throw new RebuildNeeded(broken);
+
+    const schemaRows = res.changes.filter((c) => c.coll === '_collections');
+    let copied = new Set<string>();
+    if (schemaRows.length > 0 || (this.schemaCheckRequested && store === this.store)) {
+      if (store === this.store) this.schemaCheckRequested = false;
+      const forced = new Set(schemaRows.filter((c) => c.op === 't').map((c) => c.rid));
+      copied = await this.syncSchema(store, forced);
+    }
+    if (res.changes.length === 0) return false;
+    const touched = store.applyBatch(res.changes, res.records, copied);
+    const newest = res.changes[res.changes.length - 1];
+    const lagMs = Math.max(0, Date.now() - newest.at);
+    if (store === this.store) {
+      this.lagMs = lagMs;
+      this.opts.onApplied?.({ changes: res.changes.length, records: touched, lagMs });
+    }
+    return res.more;
+  }
+
+  /** Brings tables in line with PocketBase's collections; returns the ids of collections copied whole. */
+  private async syncSchema(store: ReplicaStore, forced: ReadonlySet<string>): Promise<Set<string>> {
+    const remote = await this.replicable();
+    const copied = new Set<string>();
+    const remoteIds = new Set(remote.map((c) => c.id));
+    for (const local of store.collections()) {
+      if (!remoteIds.has(local.id)) {
+        store.dropCollection(local.id);
+        this.opts.log.info('collection dropped', { collection: local.name });
+      }
+    }
+    for (const c of remote) {
+      const entry = store.entry(c.id);
+      if (!entry || forced.has(c.id) || !sameTableShape(entry.spec, tableSpec(c))) {
+        const stats = await copyCollection(store, this.source, c, this.opts.bootstrapPageSize, this.opts.log, this.abort.signal);
+        copied.add(c.id);
+        this.opts.log.info('collection copied', { collection: c.name, records: stats.records, ms: stats.ms });
+      } else if (JSON.stringify(entry.collection) !== JSON.stringify(c)) {
+        store.updateDefinition(c);
+      }
+    }
+    return copied;
+  }
+}

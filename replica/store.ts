@@ -1,0 +1,241 @@
+// The replica file: one better-sqlite3 database (WAL) with a table per replicated collection, the
+// collection definitions, and the sync position. Every change is applied in one synchronous
+// transaction together with the new position, so a reader never sees a half-applied batch.
+import Database from 'better-sqlite3';
+import {
+  createIndexSql, createTableSql, encodeRecord, quoteIdent, ROWID_COLUMN, tableSpec,
+  type PbCollection, type TableSpec,
+} from './schema.js';
+
+/** Bump when the table layout changes: a replica of another format is rebuilt. */
+export const FORMAT_VERSION = '1';
+
+export interface ChangeRow {
+  seq: number;
+  coll: string;
+  rid: string;
+  op: string;
+  at: number;
+}
+
+export interface RecordPage {
+  rowids: number[];
+  records: Record<string, unknown>[];
+}
+
+export interface Position {
+  seq: number;
+  anchor: ChangeRow | null;
+}
+
+interface CatalogEntry {
+  collection: PbCollection;
+  spec: TableSpec;
+}
+
+export class ReplicaStore {
+  readonly db: Database.Database;
+  private catalog = new Map<string, CatalogEntry>();
+  private statements = new Map<string, { upsert: Database.Statement; remove: Database.Statement }>();
+
+  constructor(readonly path: string, opts: { readonly?: boolean } = {}) {
+    this.db = new Database(path, { readonly: opts.readonly ?? false });
+    if (!opts.readonly) {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.pragma('busy_timeout = 5000');
+      this.initMeta();
+    }
+    this.loadCatalog();
+  }
+
+  private initMeta(): void {
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS _hapta_state (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS _hapta_collections (
+        id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL UNIQUE, type TEXT NOT NULL, definition TEXT NOT NULL);
+      CREATE VIEW IF NOT EXISTS _hapta_fields AS
+        SELECT c.name AS collection, json_extract(f.value, '$.name') AS field, json_extract(f.value, '$.type') AS type,
+               COALESCE(json_extract(f.value, '$.hidden'), 0) AS hidden
+        FROM _hapta_collections c, json_each(c.definition, '$.fields') f;
+    `);
+    if (this.getState('format') === null) this.setState('format', FORMAT_VERSION);
+  }
+
+  getState(key: string): string | null {
+    const row = this.db.prepare('SELECT value FROM _hapta_state WHERE key = ?').get(key) as { value: string } | undefined;
+    return row ? row.value : null;
+  }
+
+  setState(key: string, value: string): void {
+    this.db.prepare('INSERT INTO _hapta_state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  get format(): string | null {
+    return this.getState('format');
+  }
+
+  get instance(): string | null {
+    return this.getState('instance');
+  }
+
+  get position(): Position {
+    const seq = Number(this.getState('seq') ?? '0');
+    const anchor = this.getState('anchor');
+    return { seq, anchor: anchor ? (JSON.parse(anchor) as ChangeRow) : null };
+  }
+
+  private setPosition(seq: number, anchor: ChangeRow | null): void {
+    this.setState('seq', String(seq));
+    this.setState('anchor', anchor ? JSON.stringify(anchor) : '');
+  }
+
+  loadCatalog(): void {
+    this.catalog.clear();
+    this.statements.clear();
+    const exists = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_hapta_collections'").get();
+    if (!exists) return;
+    const rows = this.db.prepare('SELECT definition FROM _hapta_collections').all() as { definition: string }[];
+    for (const r of rows) {
+      const collection = JSON.parse(r.definition) as PbCollection;
+      this.catalog.set(collection.id, { collection, spec: tableSpec(collection) });
+    }
+  }
+
+  collections(): PbCollection[] {
+    return [...this.catalog.values()].map((e) => e.collection);
+  }
+
+  entry(collectionId: string): CatalogEntry | undefined {
+    return this.catalog.get(collectionId);
+  }
+
+  /** Starts a replica of one PocketBase database (instance) at a known log position. */
+  initialise(instance: string, position: Position): void {
+    this.db.transaction(() => {
+      this.setState('instance', instance);
+      this.setState('format', FORMAT_VERSION);
+      this.setPosition(position.seq, position.anchor);
+    })();
+  }
+
+  /** A build table for copying a collection next to the live one. */
+  createBuildTable(collection: PbCollection): string {
+    const spec = tableSpec(collection);
+    const build = `_hapta_build_${collection.id}`;
+    this.db.exec(`DROP TABLE IF EXISTS ${quoteIdent(build)}`);
+    this.db.exec(createTableSql(spec, build));
+    return build;
+  }
+
+  insertPage(table: string, collection: PbCollection, page: RecordPage): void {
+    const spec = tableSpec(collection);
+    const cols = [...spec.columns.map((c) => quoteIdent(c.name)), quoteIdent(ROWID_COLUMN)];
+    const stmt = this.db.prepare(`INSERT OR REPLACE INTO ${quoteIdent(table)} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`);
+    this.db.transaction(() => {
+      for (let i = 0; i < page.records.length; i++) stmt.run(encodeRecord(spec, page.records[i], page.rowids[i]));
+    })();
+  }
+
+  /** Replaces (or creates) a collection's table with a finished build table, atomically. */
+  publishTable(collection: PbCollection, build: string): void {
+    const spec = tableSpec(collection);
+    this.db.transaction(() => {
+      const previous = this.findByIdOrName(collection.id, collection.name);
+      for (const p of previous) this.dropCollectionTable(p);
+      this.db.exec(`ALTER TABLE ${quoteIdent(build)} RENAME TO ${quoteIdent(spec.table)}`);
+      for (const sql of createIndexSql(spec)) this.db.exec(sql);
+      this.db.prepare('INSERT INTO _hapta_collections (id, name, type, definition) VALUES (?, ?, ?, ?)')
+        .run(collection.id, collection.name, collection.type, JSON.stringify(collection));
+    })();
+    this.loadCatalog();
+  }
+
+  private findByIdOrName(id: string, name: string): PbCollection[] {
+    return this.collections().filter((c) => c.id === id || c.name === name);
+  }
+
+  private dropCollectionTable(c: PbCollection): void {
+    this.db.exec(`DROP TABLE IF EXISTS ${quoteIdent(c.name)}`);
+    this.db.prepare('DELETE FROM _hapta_collections WHERE id = ?').run(c.id);
+  }
+
+  /** A collection deleted in PocketBase (or no longer replicated). */
+  dropCollection(collectionId: string): void {
+    const entry = this.catalog.get(collectionId);
+    if (!entry) return;
+    this.db.transaction(() => this.dropCollectionTable(entry.collection))();
+    this.loadCatalog();
+  }
+
+  /** Rules or options changed but the table shape did not: only the stored definition changes. */
+  updateDefinition(collection: PbCollection): void {
+    this.db.prepare('UPDATE _hapta_collections SET definition = ?, type = ? WHERE id = ?')
+      .run(JSON.stringify(collection), collection.type, collection.id);
+    this.loadCatalog();
+  }
+
+  private statementsFor(entry: CatalogEntry) {
+    let s = this.statements.get(entry.spec.collectionId);
+    if (!s) {
+      const { spec } = entry;
+      const cols = [...spec.columns.map((c) => quoteIdent(c.name)), quoteIdent(ROWID_COLUMN)];
+      const updates = cols.filter((c) => c !== '"id"').map((c) => `${c} = excluded.${c}`);
+      s = {
+        upsert: this.db.prepare(`INSERT INTO ${quoteIdent(spec.table)} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})
+          ON CONFLICT(id) DO UPDATE SET ${updates.join(', ')}`),
+        remove: this.db.prepare(`DELETE FROM ${quoteIdent(spec.table)} WHERE id = ?`),
+      };
+      this.statements.set(spec.collectionId, s);
+    }
+    return s;
+  }
+
+  /**
+   * Applies one batch of the change log: each touched record takes the state PocketBase returned for it
+   * (present: upsert; absent: delete), and the position moves to the batch's last change, all in one
+   * transaction. Collections in `skip` were just copied whole and are newer than this batch's lookups.
+   */
+  applyBatch(changes: ChangeRow[], records: Record<string, RecordPage>, skip: ReadonlySet<string> = new Set()): number {
+    if (changes.length === 0) return 0;
+    let touchedCount = 0;
+    this.db.transaction(() => {
+      const touched = new Map<string, Set<string>>();
+      for (const ch of changes) {
+        if (ch.coll === '_collections' || skip.has(ch.coll)) continue;
+        let ids = touched.get(ch.coll);
+        if (!ids) touched.set(ch.coll, (ids = new Set()));
+        ids.add(ch.rid);
+      }
+      for (const [collId, ids] of touched) {
+        const entry = this.catalog.get(collId);
+        if (!entry) continue; // not replicated
+        const st = this.statementsFor(entry);
+        const page = records[collId] ?? { rowids: [], records: [] };
+        const present = new Set<string>();
+        for (const r of page.records) present.add(String(r.id));
+        for (const id of ids) if (!present.has(id)) st.remove.run(id);
+        for (let i = 0; i < page.records.length; i++) {
+          st.upsert.run(encodeRecord(entry.spec, page.records[i], page.rowids[i]));
+        }
+        touchedCount += ids.size;
+      }
+      const last = changes[changes.length - 1];
+      this.setPosition(last.seq, last);
+    })();
+    return touchedCount;
+  }
+
+  /** Moves the position without data (e.g. after a batch made only of schema changes already handled). */
+  advance(last: ChangeRow): void {
+    this.setPosition(last.seq, last);
+  }
+
+  tableNames(): string[] {
+    return this.collections().map((c) => c.name);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,121 @@
+// The one HTTP client to PocketBase: a keep-alive undici pool shared by the sync engine and the proxy,
+// counting every request by purpose, plus the sidecar's own superuser session for sync requests.
+import { Pool, type Dispatcher } from 'undici';
+
+export type Purpose = 'proxy' | 'sync' | 'bootstrap' | 'schema' | 'auth' | 'realtime';
+
+export interface UpstreamOptions {
+  url: string;
+  timeoutMs: number;
+  connections: number;
+  onRequest?: (purpose: Purpose) => void;
+}
+
+/** An error answer from PocketBase, or no answer at all (status 0). */
+export class UpstreamError extends Error {
+  constructor(readonly status: number, message: string, readonly body?: unknown) {
+    super(message);
+  }
+}
+
+export class Upstream {
+  readonly pool: Pool;
+  readonly origin: string;
+
+  constructor(private readonly opts: UpstreamOptions) {
+    const u = new URL(opts.url);
+    this.origin = u.origin;
+    this.pool = new Pool(this.origin, {
+      connections: opts.connections,
+      headersTimeout: opts.timeoutMs,
+      bodyTimeout: 0, // realtime streams stay open for minutes
+      keepAliveTimeout: 10_000,
+    });
+  }
+
+  request(purpose: Purpose, options: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData> {
+    this.opts.onRequest?.(purpose);
+    return this.pool.request(options);
+  }
+
+  /** A JSON request; non-2xx answers become UpstreamError with PocketBase's body. */
+  async json<T>(purpose: Purpose, method: Dispatcher.HttpMethod, path: string, opts: { token?: string; body?: unknown; signal?: AbortSignal } = {}): Promise<T> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (opts.token) headers.authorization = opts.token;
+    if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.request(purpose, { method, path, headers, body: opts.body !== undefined ? JSON.stringify(opts.body) : undefined, signal: opts.signal });
+    } catch (err) {
+      throw new UpstreamError(0, `PocketBase unreachable: ${(err as Error).message}`);
+    }
+    const text = await res.body.text();
+    let parsed: unknown = undefined;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      const message = (parsed as { message?: string } | undefined)?.message ?? `status ${res.statusCode}`;
+      throw new UpstreamError(res.statusCode, message, parsed);
+    }
+    return parsed as T;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close().catch(() => {});
+  }
+}
+
+/** The sidecar's superuser session, renewed on expiry or 401. The token never leaves this object. */
+export class SuperuserSession {
+  private token: string | null = null;
+  private expiresAt = 0;
+  private pending: Promise<string> | null = null;
+
+  constructor(private readonly upstream: Upstream, private readonly email: string, private readonly password: string) {}
+
+  async getToken(): Promise<string> {
+    if (this.token && Date.now() < this.expiresAt - 60_000) return this.token;
+    this.pending ??= this.login().finally(() => (this.pending = null));
+    return this.pending;
+  }
+
+  invalidate(): void {
+    this.token = null;
+  }
+
+  private async login(): Promise<string> {
+    const res = await this.upstream.json<{ token: string }>('auth', 'POST', '/api/collections/_superusers/auth-with-password', {
+      body: { identity: this.email, password: this.password },
+    });
+    this.token = res.token;
+    this.expiresAt = tokenExpiry(res.token) ?? Date.now() + 3600_000;
+    return res.token;
+  }
+
+  /** A superuser JSON request, logging in again once if PocketBase no longer accepts the token. */
+  async json<T>(purpose: Purpose, method: Dispatcher.HttpMethod, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const token = await this.getToken();
+    try {
+      return await this.upstream.json<T>(purpose, method, path, { token, body, signal });
+    } catch (err) {
+      if (err instanceof UpstreamError && (err.status === 401 || err.status === 403)) {
+        this.invalidate();
+        return this.upstream.json<T>(purpose, method, path, { token: await this.getToken(), body, signal });
+      }
+      throw err;
+    }
+  }
+}
+
+/** Expiry (ms) from a JWT's payload, without verifying it (PocketBase verifies its own tokens). */
+export function tokenExpiry(token: string): number | null {
+  try {
+    const payload = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8')) as { exp?: number };
+    return typeof payload.exp === 'number' ? payload.exp * 1000 : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,32 @@
+// PocketBase's error shape on the wire ({data, message, status}), and the one middleware that turns
+// anything else into a plain 500 without internals.
+import type { Context, Next } from 'koa';
+import type { Logger } from '../replica/log.js';
+
+export class ApiError extends Error {
+  constructor(readonly status: number, message: string, readonly data: Record<string, unknown> = {}) {
+    super(message);
+  }
+}
+
+export function sendError(ctx: Context, status: number, message: string, data: Record<string, unknown> = {}): void {
+  ctx.status = status;
+  ctx.type = 'application/json';
+  ctx.body = { data, message, status };
+}
+
+export function errorHandler(log: Logger) {
+  return async function errorHandler(ctx: Context, next: Next): Promise<void> {
+    try {
+      await next();
+    } catch (err) {
+      if (err instanceof ApiError) return sendError(ctx, err.status, err.message, err.data);
+      const status = (err as { status?: number; expose?: boolean }).status;
+      if (status && status >= 400 && status < 500 && (err as { expose?: boolean }).expose) {
+        return sendError(ctx, status, (err as Error).message);
+      }
+      log.error('request failed', { method: ctx.method, path: ctx.path, error: (err as Error).message });
+      sendError(ctx, 500, 'Something went wrong while processing your request.');
+    }
+  };
+}

@@ -1,0 +1,39 @@
+// Prometheus metrics of the sidecar (served at /api/hapta/metrics). One registry per sidecar instance,
+// so tests can run several sidecars in one process.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly upstreamRequests = new Counter({
+    name: 'hapta_upstream_requests_total',
+    help: 'HTTP requests the sidecar sent to PocketBase, by purpose.',
+    labelNames: ['purpose'] as const,
+    registers: [this.registry],
+  });
+  readonly requests = new Counter({
+    name: 'hapta_requests_total',
+    help: 'Requests the sidecar answered, by route class and whether PocketBase was involved.',
+    labelNames: ['route', 'upstream'] as const,
+    registers: [this.registry],
+  });
+  readonly replicaSeq = new Gauge({
+    name: 'hapta_replica_seq',
+    help: 'Last change-log sequence applied to the replica.',
+    registers: [this.registry],
+  });
+  readonly replicaLag = new Histogram({
+    name: 'hapta_replica_lag_ms',
+    help: 'Time from a change committed in PocketBase to its batch applied in the replica (ms).',
+    buckets: [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
+    registers: [this.registry],
+  });
+  readonly replicaChanges = new Counter({
+    name: 'hapta_replica_changes_total',
+    help: 'Change-log rows applied to the replica.',
+    registers: [this.registry],
+  });
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'hapta_' });
+  }
+}
