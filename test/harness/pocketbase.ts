@@ -21,6 +21,12 @@ export interface PocketBaseOptions {
   extraHooks?: Record<string, string>;
 }
 
+// PocketBase processes still running when the test process exits are killed with it.
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
 export const SUPERUSER = { email: 'hapta-test@example.com', password: 'test-password-123' };
 
 export class PocketBase {
@@ -63,6 +69,8 @@ export class PocketBase {
     const child = spawn(pocketbaseBinary(), args, { env: { ...process.env, ...this.opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.lastOutput = () => output;
     this.child = child;
+    live.add(child);
+    child.once('exit', () => live.delete(child));
     let output = '';
     const collect = (b: Buffer) => {
       output = (output + b.toString()).slice(-4000);
