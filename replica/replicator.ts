@@ -20,6 +20,8 @@ export interface ReplicatorOptions {
   log: Logger;
   /** Called after each applied batch with the lag of its newest change (ms). */
   onApplied?: (info: { changes: number; records: number; lagMs: number }) => void;
+  /** Called after a collection was copied whole (bootstrap, schema change, trigger re-install). */
+  onCopied?: (info: { collection: string; records: number; ms: number }) => void;
   /** Called whenever the replica file is replaced (readers must reopen it). */
   onSwap?: (store: ReplicaStore) => void;
 }
@@ -188,6 +190,7 @@ export class Replicator {
       let total = 0;
       for (const c of await this.replicable()) {
         const stats = await copyCollection(store, this.source, c, this.opts.bootstrapPageSize, this.opts.log, signal);
+        this.opts.onCopied?.({ collection: c.name, ...stats });
         total += stats.records;
       }
       this.opts.log.info('bootstrap copied', { records: total, ms: Date.now() - started });
@@ -267,6 +270,7 @@ export class Replicator {
       if (!entry || forced.has(c.id) || !sameTableShape(entry.spec, tableSpec(c))) {
         const stats = await copyCollection(store, this.source, c, this.opts.bootstrapPageSize, this.opts.log, this.abort.signal);
         copied.add(c.id);
+        this.opts.onCopied?.({ collection: c.name, ...stats });
         this.opts.log.info('collection copied', { collection: c.name, records: stats.records, ms: stats.ms });
       } else if (JSON.stringify(entry.collection) !== JSON.stringify(c)) {
         store.updateDefinition(c);

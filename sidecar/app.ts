@@ -58,6 +58,7 @@ export async function createSidecar(config: HaptaConfig, deps: SidecarDeps = {})
       metrics.replicaLag.observe(lagMs);
       void waker?.refresh();
     },
+    onCopied: ({ collection }) => metrics.tableCopies.inc({ collection }),
   });
   waker = new RealtimeWaker({
     upstream, session, log: log.child({ component: 'realtime' }),

@@ -33,6 +33,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly tableCopies = new Counter({
+    name: 'hapta_replica_table_copies_total',
+    help: 'Whole-collection copies into the replica (bootstrap, schema changes), by collection.',
+    labelNames: ['collection'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'hapta_' });
   }
