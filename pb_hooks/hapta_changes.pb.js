@@ -57,23 +57,25 @@ routerAdd("GET", "/api/hapta-sync/changes", (e) => {
   });
 }, $apis.requireSuperuserAuth());
 
-// GET /api/hapta-sync/records?coll=ID&after=ROWID&limit=N
-// One page of a collection in rowid order (keyset paging, so concurrent deletes never shift a page).
-routerAdd("GET", "/api/hapta-sync/records", (e) => {
+// GET /api/hapta-sync/rowids?coll=ID&after=ROWID&limit=N
+// A collection's (rowid, id) pairs in rowid order, keyset-paged: the rowid is PocketBase's order for a
+// list without sort, which the records API does not expose. The records themselves are copied through
+// the records API.
+routerAdd("GET", "/api/hapta-sync/rowids", (e) => {
   const log = require(`${__hooks}/hapta/changelog.js`);
   const q = e.request.url.query();
   const c = log.findReplicated(e.app, q.get("coll") || "");
   if (!c) return e.json(404, { status: 404, message: "Missing collection context.", data: {} });
   const after = Math.max(0, parseInt(q.get("after") || "0", 10) || 0);
-  const limit = Math.min(5000, Math.max(1, parseInt(q.get("limit") || "1000", 10) || 1000));
+  const limit = Math.min(20000, Math.max(1, parseInt(q.get("limit") || "5000", 10) || 5000));
   const pairs = log.rowidsAfter(e.app, c, after, limit);
-  const page = log.exportRecords(e.app, c, pairs);
-  return e.json(200, {
-    rowids: page.rowids,
-    records: page.records,
-    last: pairs.length > 0 ? pairs[pairs.length - 1].r : after,
-    done: pairs.length < limit,
-  });
+  const rowids = [];
+  const ids = [];
+  for (const p of pairs) {
+    rowids.push(p.r);
+    ids.push(p.id);
+  }
+  return e.json(200, { rowids, ids, last: pairs.length > 0 ? pairs[pairs.length - 1].r : after, done: pairs.length < limit });
 }, $apis.requireSuperuserAuth());
 
 // POST /api/hapta-sync/ensure: install any missing triggers (superusers only). Migrations run after

@@ -15,7 +15,9 @@ export interface ChangesResponse {
   records: Record<string, RecordPage>;
 }
 
-export interface PageResponse extends RecordPage {
+export interface RowidPage {
+  rowids: number[];
+  ids: string[];
   last: number;
   done: boolean;
 }
@@ -29,9 +31,19 @@ export class ChangeSource {
     return this.session.json<ChangesResponse>('sync', 'GET', `/api/hapta-sync/changes?${q}`, undefined, signal);
   }
 
-  readPage(collectionId: string, afterRowid: number, limit: number, signal?: AbortSignal): Promise<PageResponse> {
+  /** One page of records through the records API, keyset-paged by id (concurrent writes never shift it). */
+  async readPage(collectionId: string, afterId: string | null, limit: number, signal?: AbortSignal): Promise<Record<string, unknown>[]> {
+    const q = new URLSearchParams({ perPage: String(limit), skipTotal: '1', sort: 'id' });
+    if (afterId !== null) q.set('filter', `id > ${JSON.stringify(afterId)}`);
+    const res = await this.session.json<{ items: Record<string, unknown>[] }>(
+      'bootstrap', 'GET', `/api/collections/${encodeURIComponent(collectionId)}/records?${q}`, undefined, signal);
+    return res.items;
+  }
+
+  /** (rowid, id) pairs of a collection in rowid order. */
+  readRowids(collectionId: string, afterRowid: number, limit: number, signal?: AbortSignal): Promise<RowidPage> {
     const q = new URLSearchParams({ coll: collectionId, after: String(afterRowid), limit: String(limit) });
-    return this.session.json<PageResponse>('bootstrap', 'GET', `/api/hapta-sync/records?${q}`, undefined, signal);
+    return this.session.json<RowidPage>('bootstrap', 'GET', `/api/hapta-sync/rowids?${q}`, undefined, signal);
   }
 
   async listCollections(signal?: AbortSignal): Promise<PbCollection[]> {

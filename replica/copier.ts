@@ -1,6 +1,8 @@
-// Copies whole collections from PocketBase into the replica: pages in rowid order (keyset, so
-// concurrent writes never shift a page) into a build table that replaces the live table at once.
-// The next page is fetched while the previous one is written.
+// Copies whole collections from PocketBase into the replica. Records come through the records API,
+// keyset-paged by id (concurrent writes never shift a page), into a build table that replaces the live
+// table at once. PocketBase's rowids (its order for a list without sort) are read alongside from the
+// hook and joined in at the end. Whatever changes during the copy is in the change log after the
+// position read before it, and is applied afterwards.
 import type { ChangeSource } from './change-source.js';
 import type { PbCollection } from './schema.js';
 import type { ReplicaStore } from './store.js';
@@ -11,24 +13,46 @@ export interface CopyStats {
   ms: number;
 }
 
+const ROWID_PAGE = 20_000;
+
 export async function copyCollection(
   store: ReplicaStore, source: ChangeSource, collection: PbCollection, pageSize: number, log: Logger, signal?: AbortSignal,
 ): Promise<CopyStats> {
   const started = Date.now();
   const build = store.createBuildTable(collection);
+  const rowidTable = store.createRowidTable(build);
   let records = 0;
   let nextLog = Date.now() + 5000;
-  let pending = source.readPage(collection.id, 0, pageSize, signal);
-  for (;;) {
-    const page = await pending;
-    if (!page.done) pending = source.readPage(collection.id, page.last, pageSize, signal);
-    store.insertPage(build, collection, page);
-    records += page.records.length;
-    if (Date.now() >= nextLog) {
-      log.info('copying collection', { collection: collection.name, records, perSecond: Math.round(records / ((Date.now() - started) / 1000)) });
-      nextLog = Date.now() + 5000;
+
+  const copyRecords = async () => {
+    let pending = source.readPage(collection.id, null, pageSize, signal);
+    for (;;) {
+      const items = await pending;
+      const full = items.length === pageSize;
+      if (full) pending = source.readPage(collection.id, String(items[items.length - 1].id), pageSize, signal);
+      store.insertPage(build, collection, items);
+      records += items.length;
+      if (Date.now() >= nextLog) {
+        log.info('copying collection', { collection: collection.name, records, perSecond: Math.round(records / ((Date.now() - started) / 1000)) });
+        nextLog = Date.now() + 5000;
+      }
+      if (!full) return;
     }
-    if (page.done) break;
+  };
+  const copyRowids = async () => {
+    let after = 0;
+    for (;;) {
+      const page = await source.readRowids(collection.id, after, ROWID_PAGE, signal);
+      store.insertRowids(rowidTable, page.ids, page.rowids);
+      after = page.last;
+      if (page.done) return;
+    }
+  };
+  try {
+    await Promise.all([copyRecords(), copyRowids()]);
+    store.joinRowids(build, rowidTable);
+  } finally {
+    store.dropTable(rowidTable);
   }
   store.publishTable(collection, build);
   return { records, ms: Date.now() - started };

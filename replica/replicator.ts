@@ -39,6 +39,7 @@ export class Replicator {
   private waiters: Array<{ resolve: () => void }> = [];
   private loop: Promise<void> | null = null;
   private readyResolvers: Array<() => void> = [];
+  private appliedListeners = new Set<() => void>();
 
   constructor(private readonly source: ChangeSource, private readonly opts: ReplicatorOptions) {}
 
@@ -81,6 +82,12 @@ export class Replicator {
       this.waiters.push({ resolve });
       this.wake();
     });
+  }
+
+  /** Calls `fn` after every batch applied to the live replica; returns the unsubscribe function. */
+  onApplied(fn: () => void): () => void {
+    this.appliedListeners.add(fn);
+    return () => this.appliedListeners.delete(fn);
   }
 
   whenReady(): Promise<void> {
@@ -188,11 +195,16 @@ export class Replicator {
       store.initialise(start.instance, { seq: start.head, anchor: head.anchor });
       const started = Date.now();
       let total = 0;
-      for (const c of await this.replicable()) {
-        const stats = await copyCollection(store, this.source, c, this.opts.bootstrapPageSize, this.opts.log, signal);
-        this.opts.onCopied?.({ collection: c.name, ...stats });
-        total += stats.records;
-      }
+      // Two collections at a time: PocketBase answers one while the other's page is being written.
+      const queue = await this.replicable();
+      const worker = async () => {
+        for (let c = queue.shift(); c; c = queue.shift()) {
+          const stats = await copyCollection(store, this.source, c, this.opts.bootstrapPageSize, this.opts.log, signal);
+          this.opts.onCopied?.({ collection: c.name, ...stats });
+          total += stats.records;
+        }
+      };
+      await Promise.all([worker(), worker()]);
       this.opts.log.info('bootstrap copied', { records: total, ms: Date.now() - started });
       while (!signal.aborted && (await this.pullOnce(store))) { /* catch up */ }
       store.db.pragma('wal_checkpoint(TRUNCATE)');
@@ -250,6 +262,7 @@ export class Replicator {
     if (store === this.store) {
       this.lagMs = lagMs;
       this.opts.onApplied?.({ changes: res.changes.length, records: touched, lagMs });
+      for (const fn of this.appliedListeners) fn();
     }
     return res.more;
   }

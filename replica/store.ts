@@ -128,13 +128,36 @@ export class ReplicaStore {
     return build;
   }
 
-  insertPage(table: string, collection: PbCollection, page: RecordPage): void {
+  /** Records into a build table; their rowids are joined in later (joinRowids). */
+  insertPage(table: string, collection: PbCollection, records: Record<string, unknown>[]): void {
     const spec = tableSpec(collection);
     const cols = [...spec.columns.map((c) => quoteIdent(c.name)), quoteIdent(ROWID_COLUMN)];
     const stmt = this.db.prepare(`INSERT OR REPLACE INTO ${quoteIdent(table)} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`);
     this.db.transaction(() => {
-      for (let i = 0; i < page.records.length; i++) stmt.run(encodeRecord(spec, page.records[i], page.rowids[i]));
+      for (const r of records) stmt.run(encodeRecord(spec, r, 0));
     })();
+  }
+
+  createRowidTable(build: string): string {
+    const name = `${build}__rowids`;
+    this.db.exec(`DROP TABLE IF EXISTS ${quoteIdent(name)}; CREATE TABLE ${quoteIdent(name)} (id TEXT PRIMARY KEY NOT NULL, r INTEGER NOT NULL) WITHOUT ROWID`);
+    return name;
+  }
+
+  insertRowids(table: string, ids: string[], rowids: number[]): void {
+    const stmt = this.db.prepare(`INSERT OR REPLACE INTO ${quoteIdent(table)} (id, r) VALUES (?, ?)`);
+    this.db.transaction(() => {
+      for (let i = 0; i < ids.length; i++) stmt.run(ids[i], rowids[i]);
+    })();
+  }
+
+  /** Records without a pair were created during the copy: the change log sets their rowid. */
+  joinRowids(build: string, rowidTable: string): void {
+    this.db.exec(`UPDATE ${quoteIdent(build)} AS b SET ${quoteIdent(ROWID_COLUMN)} = r.r FROM ${quoteIdent(rowidTable)} AS r WHERE r.id = b.id`);
+  }
+
+  dropTable(name: string): void {
+    this.db.exec(`DROP TABLE IF EXISTS ${quoteIdent(name)}`);
   }
 
   /** Replaces (or creates) a collection's table with a finished build table, atomically. */

@@ -59,6 +59,7 @@ export async function createSidecar(config: HaptaConfig, deps: SidecarDeps = {})
       void waker?.refresh();
     },
     onCopied: ({ collection }) => metrics.tableCopies.inc({ collection }),
+    onSwap: () => void waker?.refresh(),
   });
   waker = new RealtimeWaker({
     upstream, session, log: log.child({ component: 'realtime' }),
@@ -72,6 +73,12 @@ export async function createSidecar(config: HaptaConfig, deps: SidecarDeps = {})
 
   const app = new Koa();
   app.proxy = false;
+  app.silent = true;
+  // Streams cut by a departing client (realtime, downloads) are normal; anything else is logged.
+  app.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ERR_STREAM_PREMATURE_CLOSE' || err.code === 'ECONNRESET' || err.code === 'EPIPE') return;
+    log.warn('response error', { error: err.message });
+  });
   const router = new Router();
   router.get('/api/hapta/health', healthRoute(replicator));
   router.head('/api/hapta/health', healthRoute(replicator));

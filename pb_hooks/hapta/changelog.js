@@ -230,7 +230,6 @@ function lookupChanged(app, changes) {
   return out;
 }
 
-module.exports.exportRecords = exportRecords;
 module.exports.rowidsAfter = rowidsAfter;
 module.exports.findReplicated = findReplicated;
 module.exports.lookupChanged = lookupChanged;
