@@ -132,6 +132,21 @@ describe('replica', () => {
     }
   });
 
+  test('a replica file of another format version is rebuilt', async () => {
+    const first = await startSidecar(pb);
+    await waitForSync(first);
+    first.replicator.store!.setState('format', '0');
+    await first.stop();
+    const second = await startSidecar(pb, { dataDir: first.dataDir });
+    try {
+      await assertConverged(pb, second, token);
+      assert.ok(counter(second, 'bootstrap') > 0, 'the replica was copied anew');
+      assert.equal(second.replicator.store!.format, '1');
+    } finally {
+      await second.destroy();
+    }
+  });
+
   test('a replica of a different PocketBase database is rebuilt', async () => {
     const other = await startPocketBase();
     try {
