@@ -26,6 +26,42 @@ export interface HaptaConfig {
     timeoutMs: number;
     connections: number;
   };
+  redisUrl: string;
+  sessions: {
+    secret: string;
+    graceMs: number;
+    maxKeyTtlSeconds: number;
+    acceptPocketBaseTokens: boolean;
+    pbRefreshBeforeSeconds: number;
+    validateIntervalMs: number;
+  };
+  gate: {
+    trustedProxies: string;
+    clientIpHeader: string;
+    maxJsonBody: number;
+    maxUploadBody: number;
+    exposeDashboard: boolean;
+    exposeSuperuserApi: boolean;
+  };
+  rateLimits: Record<RouteClass, RateLimitRule> & { enabled: boolean };
+  loginGuard: {
+    maxFailuresPerIdentityIp: number;
+    maxFailuresPerIdentity: number;
+    maxFailuresPerIp: number;
+    windowMs: number;
+  };
+}
+
+/** Route classes the gate limits separately. */
+export type RouteClass = 'auth' | 'write' | 'read' | 'upload' | 'realtime';
+
+/** One rate-limit rule, in the reference config's shape: Max requests per Duration (ms), keyed by IP or user. */
+export interface RateLimitRule {
+  max: number;
+  duration: number;
+  /** true: one bucket per client IP; false: one per signed-in user (anonymous clients by IP). */
+  ip: boolean;
+  message: string;
 }
 
 type Kind = 'string' | 'number' | 'boolean';
@@ -62,7 +98,40 @@ export const OPTIONS: readonly Option[] = [
   { path: 'replica.consumerId', env: 'HAPTA_CONSUMER_ID', kind: 'string', default: 'default', description: 'Name this sidecar reports to PocketBase so the change log is kept until it has read it.' },
   { path: 'upstream.timeoutMs', env: 'HAPTA_UPSTREAM_TIMEOUT_MS', kind: 'number', default: 30000, description: 'Timeout of a request to PocketBase (headers; streams are not cut).' },
   { path: 'upstream.connections', env: 'HAPTA_UPSTREAM_CONNECTIONS', kind: 'number', default: 64, description: 'Keep-alive connections to PocketBase.' },
+  { path: 'redisUrl', env: 'HAPTA_REDIS_URL', kind: 'string', default: '', description: 'Redis URL (redis://host:port/db). When set, sessions, the session secret and rate-limit counters are shared through Redis.' },
+  { path: 'sessions.secret', env: 'HAPTA_SESSION_SECRET', kind: 'string', default: '', description: 'Key signing session tokens (32+ chars). Empty: generated on first start and stored in HAPTA_DATA_DIR (or Redis).' },
+  { path: 'sessions.graceMs', env: 'HAPTA_SESSION_GRACE_MS', kind: 'number', default: 5000, description: 'How long a key retired by auth-refresh keeps working (for requests already in flight).' },
+  { path: 'sessions.maxKeyTtlSeconds', env: 'HAPTA_SESSION_KEY_TTL', kind: 'number', default: 0, description: "Lifetime of a session key; 0: the PocketBase token's lifetime (PocketBase's own setting)." },
+  { path: 'sessions.acceptPocketBaseTokens', env: 'HAPTA_ACCEPT_PB_TOKENS', kind: 'boolean', default: false, description: 'Pass PocketBase tokens presented by clients through (false: treated as no token).' },
+  { path: 'sessions.pbRefreshBeforeSeconds', env: 'HAPTA_PB_REFRESH_BEFORE', kind: 'number', default: 86400, description: 'Refresh the PocketBase token behind a session when it expires within this many seconds.' },
+  { path: 'sessions.validateIntervalMs', env: 'HAPTA_SESSION_VALIDATE_MS', kind: 'number', default: 300000, description: 'How often active sessions are checked against PocketBase (password changed, record deleted).' },
+  { path: 'gate.trustedProxies', env: 'HAPTA_TRUSTED_PROXIES', kind: 'string', default: '', description: 'Comma-separated addresses/CIDRs of proxies whose X-Forwarded-For is believed (e.g. "loopback,10.0.0.0/8").' },
+  { path: 'gate.clientIpHeader', env: 'HAPTA_CLIENT_IP_HEADER', kind: 'string', default: 'X-Hapta-Client-IP', description: "Header carrying the client's IP to PocketBase (listed in PocketBase's trustedProxy settings)." },
+  { path: 'gate.maxJsonBody', env: 'HAPTA_MAX_JSON_BODY', kind: 'number', default: 2097152, description: 'Largest request body in bytes for non-multipart requests.' },
+  { path: 'gate.maxUploadBody', env: 'HAPTA_MAX_UPLOAD_BODY', kind: 'number', default: 33554432, description: "Largest multipart (upload) request body in bytes (PocketBase's own default is 32 MiB)." },
+  { path: 'gate.exposeDashboard', env: 'HAPTA_EXPOSE_DASHBOARD', kind: 'boolean', default: true, description: "Serve PocketBase's dashboard (/_/) on the sidecar's port." },
+  { path: 'gate.exposeSuperuserApi', env: 'HAPTA_EXPOSE_SUPERUSER_API', kind: 'boolean', default: true, description: 'Forward superuser-only API routes (settings, collections admin, logs, backups, crons, superuser auth).' },
+  { path: 'rateLimits.enabled', env: 'HAPTA_RATELIMIT', kind: 'boolean', default: true, description: 'Rate limiting on or off.' },
+  ...rateLimitOptions('auth', 30, 60_000, true, 'Too many authentication attempts.'),
+  ...rateLimitOptions('write', 120, 60_000, false, 'Too many write requests.'),
+  ...rateLimitOptions('read', 1200, 60_000, false, 'Too many requests.'),
+  ...rateLimitOptions('upload', 30, 60_000, false, 'Too many uploads.'),
+  ...rateLimitOptions('realtime', 60, 60_000, true, 'Too many realtime requests.'),
+  { path: 'loginGuard.maxFailuresPerIdentityIp', env: 'HAPTA_LOGIN_FAILS_IDENTITY_IP', kind: 'number', default: 5, description: 'Failed logins for one identity from one IP before that IP is refused for it.' },
+  { path: 'loginGuard.maxFailuresPerIdentity', env: 'HAPTA_LOGIN_FAILS_IDENTITY', kind: 'number', default: 20, description: 'Failed logins for one identity (any IP) before unknown IPs are refused for it; IPs it signed in from before are not.' },
+  { path: 'loginGuard.maxFailuresPerIp', env: 'HAPTA_LOGIN_FAILS_IP', kind: 'number', default: 50, description: 'Failed logins from one IP (any identity) before it is refused.' },
+  { path: 'loginGuard.windowMs', env: 'HAPTA_LOGIN_WINDOW_MS', kind: 'number', default: 900000, description: 'Window over which failed logins are counted; a refusal ends when it passes.' },
 ];
+
+function rateLimitOptions(cls: RouteClass, max: number, duration: number, ip: boolean, message: string): Option[] {
+  const env = `HAPTA_RATELIMIT_${cls.toUpperCase()}`;
+  return [
+    { path: `rateLimits.${cls}.max`, env: `${env}_MAX`, kind: 'number', default: max, description: `Max ${cls} requests per window.` },
+    { path: `rateLimits.${cls}.duration`, env: `${env}_DURATION`, kind: 'number', default: duration, description: `Window of the ${cls} limit (ms).` },
+    { path: `rateLimits.${cls}.ip`, env: `${env}_IP`, kind: 'boolean', default: ip, description: `Key the ${cls} limit by client IP (true) or by signed-in user (false).` },
+    { path: `rateLimits.${cls}.message`, env: `${env}_MESSAGE`, kind: 'string', default: message, description: `Message of the 429 answer for the ${cls} limit.` },
+  ];
+}
 
 export class ConfigError extends Error {}
 
@@ -105,6 +174,9 @@ function validate(cfg: HaptaConfig): void {
   if (cfg.production && (cfg.superuserEmail === DEFAULT_SUPERUSER_EMAIL || cfg.superuserPassword === DEFAULT_SUPERUSER_PASSWORD)) {
     throw new ConfigError('NODE_ENV=production: set PB_SUPERUSER_EMAIL and PB_SUPERUSER_PASSWORD (the local defaults are refused)');
   }
+  if (cfg.sessions.secret && cfg.sessions.secret.length < 32) throw new ConfigError('HAPTA_SESSION_SECRET must be at least 32 characters');
+  if (cfg.redisUrl && !/^rediss?:\/\//.test(cfg.redisUrl)) throw new ConfigError('HAPTA_REDIS_URL must start with redis:// or rediss://');
+  if (!/^[A-Za-z0-9-]{1,64}$/.test(cfg.gate.clientIpHeader)) throw new ConfigError('HAPTA_CLIENT_IP_HEADER must be a header name');
   if (!/^[A-Za-z0-9_]{1,64}$/.test(cfg.replica.consumerId)) throw new ConfigError('HAPTA_CONSUMER_ID must match [A-Za-z0-9_]{1,64}');
   cfg.replica.batchSize = Math.min(5000, Math.max(1, Math.floor(cfg.replica.batchSize)));
   cfg.replica.bootstrapPageSize = Math.min(5000, Math.max(1, Math.floor(cfg.replica.bootstrapPageSize)));

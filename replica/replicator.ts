@@ -39,7 +39,7 @@ export class Replicator {
   private waiters: Array<{ resolve: () => void }> = [];
   private loop: Promise<void> | null = null;
   private readyResolvers: Array<() => void> = [];
-  private appliedListeners = new Set<() => void>();
+  private appliedListeners = new Set<(changes: readonly ChangeRow[]) => void>();
 
   constructor(private readonly source: ChangeSource, private readonly opts: ReplicatorOptions) {}
 
@@ -85,7 +85,7 @@ export class Replicator {
   }
 
   /** Calls `fn` after every batch applied to the live replica; returns the unsubscribe function. */
-  onApplied(fn: () => void): () => void {
+  onApplied(fn: (changes: readonly ChangeRow[]) => void): () => void {
     this.appliedListeners.add(fn);
     return () => this.appliedListeners.delete(fn);
   }
@@ -262,7 +262,7 @@ export class Replicator {
     if (store === this.store) {
       this.lagMs = lagMs;
       this.opts.onApplied?.({ changes: res.changes.length, records: touched, lagMs });
-      for (const fn of this.appliedListeners) fn();
+      for (const fn of this.appliedListeners) fn(res.changes);
     }
     return res.more;
   }

@@ -22,14 +22,16 @@ export function forwardHeaders(headers: IncomingHttpHeaders): Record<string, str
 export interface ProxyOptions {
   upstream: Upstream;
   purpose?: Purpose;
-  /** Adjusts the outgoing headers (identity mapping, client IP). */
-  headers?: (ctx: Context, headers: Record<string, string | string[]>) => void;
+  /** Adjusts the outgoing headers (identity mapping, client IP); may return a rewritten path. */
+  prepare?: (ctx: Context, headers: Record<string, string | string[]>) => Promise<string | void>;
+  /** The request body stream to forward (e.g. with a size limit); the raw request when absent. */
+  body?: (ctx: Context) => NodeJS.ReadableStream;
 }
 
 export function createProxy(opts: ProxyOptions) {
   return async function proxy(ctx: Context): Promise<void> {
     const headers = forwardHeaders(ctx.req.headers);
-    opts.headers?.(ctx, headers);
+    const path = (await opts.prepare?.(ctx, headers)) || ctx.url;
     const hasBody = !['GET', 'HEAD', 'OPTIONS'].includes(ctx.method) || ctx.req.headers['content-length'] !== undefined || ctx.req.headers['transfer-encoding'] !== undefined;
     const abort = new AbortController();
     const onClose = () => abort.abort();
@@ -39,13 +41,17 @@ export function createProxy(opts: ProxyOptions) {
     try {
       res = await opts.upstream.request(opts.purpose ?? 'proxy', {
         method: ctx.method as 'GET',
-        path: ctx.url,
+        path,
         headers,
-        body: hasBody ? ctx.req : undefined,
+        body: hasBody ? ((opts.body?.(ctx) ?? ctx.req) as import('node:stream').Readable) : undefined,
         signal: abort.signal,
       });
     } catch (err) {
       ctx.res.off('close', onClose);
+      if ((err as { status?: number }).status === 413 || ctx.state.bodyTooLarge) {
+        ctx.set('Connection', 'close');
+        return sendError(ctx, 413, 'Request entity too large');
+      }
       if (abort.signal.aborted) return;
       return sendError(ctx, 502, 'PocketBase is unavailable.');
     }

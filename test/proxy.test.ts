@@ -68,7 +68,7 @@ describe('proxy', () => {
 
   test('multipart uploads and ranged file downloads pass through', async () => {
     const user = seeded.users[1];
-    const userToken = (await api(pb.url, '/api/collections/users/auth-with-password', { method: 'POST', body: { identity: user.email, password: USER_PASSWORD } })).token;
+    const userToken = (await api(sidecar.url, '/api/collections/users/auth-with-password', { method: 'POST', body: { identity: user.email, password: USER_PASSWORD } })).token;
     const content = 'hello from a text file\n'.repeat(100);
     const form = new FormData();
     form.set('title', 'with attachment');

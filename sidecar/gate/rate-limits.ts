@@ -1,0 +1,54 @@
+// Rate limits per route class (koa-ratelimit), each keyed by client IP or by signed-in user as
+// configured, in memory or in Redis (shared by several sidecars). A limited request gets 429 in
+// PocketBase's error shape with Retry-After and X-RateLimit-* headers.
+import type { Context, Middleware, Next } from 'koa';
+import ratelimit from 'koa-ratelimit';
+import type { Redis } from 'ioredis';
+import type { RateLimitRule, RouteClass } from '../../config.js';
+
+export function limitClass(method: string, path: string, contentType: string): RouteClass | null {
+  if (path.startsWith('/api/realtime')) return 'realtime';
+  if (/^\/api\/collections\/[^/]+\/(auth-with-|request-|confirm-|auth-refresh|impersonate)/.test(path)) return 'auth';
+  if (path.startsWith('/api/hapta/')) return null;
+  const write = method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS';
+  if (write && contentType.startsWith('multipart/')) return 'upload';
+  if (write && path.startsWith('/api/')) return 'write';
+  if (path.startsWith('/api/')) return 'read';
+  return null;
+}
+
+export interface RateLimitOptions {
+  rules: Record<RouteClass, RateLimitRule>;
+  redis: Redis | null;
+  prefix?: string;
+}
+
+export function rateLimits(opts: RateLimitOptions): Middleware {
+  const classes = Object.keys(opts.rules) as RouteClass[];
+  const limiters = new Map<RouteClass, Middleware>();
+  for (const cls of classes) {
+    const rule = opts.rules[cls];
+    limiters.set(cls, ratelimit({
+      driver: opts.redis ? 'redis' : 'memory',
+      db: opts.redis ?? new Map(),
+      namespace: `${opts.prefix ?? 'hapta:'}rl:${cls}`,
+      duration: rule.duration,
+      max: rule.max,
+      id: (ctx: Context) => bucket(ctx, rule),
+      errorMessage: { data: {}, message: rule.message, status: 429 } as unknown as string,
+    } as Parameters<typeof ratelimit>[0]) as Middleware);
+  }
+  return async function limitRate(ctx: Context, next: Next): Promise<void> {
+    const cls = limitClass(ctx.method, ctx.path, ctx.get('content-type'));
+    const limiter = cls ? limiters.get(cls) : undefined;
+    if (!limiter) return next();
+    await limiter(ctx, next);
+    if (ctx.status === 429 && ctx.state.rateLimit) ctx.type = 'application/json';
+  };
+}
+
+function bucket(ctx: Context, rule: RateLimitRule): string {
+  const session = ctx.state.session as { collectionId: string; recordId: string } | undefined;
+  if (!rule.ip && session) return `user:${session.collectionId}:${session.recordId}`;
+  return `ip:${ctx.state.clientIp as string}`;
+}
