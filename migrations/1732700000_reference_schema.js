@@ -45,9 +45,12 @@ migrate((app) => {
     name: "posts",
     type: "base",
     listRule: "published = true || author = @request.auth.id",
-    viewRule: "published = true || author = @request.auth.id || coauthors.id ?= @request.auth.id",
+    // `coauthors.id ?= @request.auth.id` alone would admit anonymous callers to every post without
+    // coauthors: PocketBase compares an empty auth id as `= '' OR IS NULL`, and an empty relation
+    // joins as NULL. Hence the explicit sign-in check.
+    viewRule: "published = true || author = @request.auth.id || (@request.auth.id != \"\" && coauthors.id ?= @request.auth.id)",
     createRule: '@request.auth.id != "" && @request.body.author = @request.auth.id',
-    updateRule: "author = @request.auth.id || coauthors.id ?= @request.auth.id",
+    updateRule: "author = @request.auth.id || (@request.auth.id != \"\" && coauthors.id ?= @request.auth.id)",
     deleteRule: "author = @request.auth.id",
     fields: [
       { name: "title", type: "text", required: true, max: 200 },
@@ -147,7 +150,7 @@ migrate((app) => {
     type: "base",
     listRule: "blocker = @request.auth.id",
     viewRule: "blocker = @request.auth.id",
-    createRule: "@request.body.blocker = @request.auth.id",
+    createRule: "@request.auth.id != \"\" && @request.body.blocker = @request.auth.id",
     updateRule: null,
     deleteRule: "blocker = @request.auth.id",
     fields: [

@@ -118,6 +118,29 @@ describe('sessions', () => {
     assert.equal(await accepted(pbToken), false, 'a PocketBase token presented to the sidecar is no token');
   });
 
+  test('protected files open with a file token handed out through the session', async () => {
+    const key = await login(2);
+    const form = new FormData();
+    form.set('title', 'draft with a private doc');
+    form.set('author', seeded.users[2].id);
+    form.set('published', 'false');
+    form.set('private_doc', new Blob(['top secret\n'], { type: 'text/plain' }), 'secret.txt');
+    const res = await fetch(`${sidecar.url}/api/collections/posts/records`, { method: 'POST', headers: { authorization: key }, body: form });
+    assert.equal(res.status, 200);
+    const rec = await res.json() as any;
+    const fileUrl = `${sidecar.url}/api/files/posts/${rec.id}/${rec.private_doc}`;
+    assert.equal((await fetch(fileUrl)).status, 404);
+    assert.equal((await fetch(fileUrl, { headers: { authorization: key } })).status, 404, 'the header alone does not open a protected file, as in PocketBase');
+    const { token } = await api(sidecar.url, '/api/files/token', { method: 'POST', token: key });
+    assert.match(token, /^hft_/);
+    const ok = await fetch(`${fileUrl}?token=${token}`);
+    assert.equal(ok.status, 200);
+    assert.equal(await ok.text(), 'top secret\n');
+    assert.equal((await fetch(`${fileUrl}?token=hft_${'A'.repeat(32)}`)).status, 404);
+    const stranger = await api(sidecar.url, '/api/files/token', { method: 'POST', token: await login(1) });
+    assert.equal((await fetch(`${fileUrl}?token=${stranger.token}`)).status, 404, "another user's file token does not open it");
+  });
+
   test('forged keys are treated as no token, never a 500', async () => {
     const good = await login(3);
     const [h, p, s] = good.split('.');

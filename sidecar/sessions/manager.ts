@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../replica/log.js';
 import { tokenExpiry, type Upstream, UpstreamError } from '../../replica/upstream.js';
 import { KeySigner, isSafeClaimValue, tokenFromHeader } from './token.js';
+import { Lru } from './lru.js';
 import { SecretBox } from './secret-box.js';
 import type { SessionStore, StoredSession } from './store.js';
 
@@ -40,6 +41,8 @@ export class SessionManager {
   private readonly signer: KeySigner;
   private readonly box: SecretBox;
   private readonly refreshing = new Map<string, Promise<string | null>>();
+  /** Sealed PocketBase token -> the token, so a busy session is not decrypted on every request. */
+  private readonly opened = new Lru<string, string>(20_000);
 
   constructor(
     secret: Buffer,
@@ -97,7 +100,11 @@ export class SessionManager {
 
   /** The PocketBase token behind a session, refreshed first when it is close to expiry. */
   async pbToken(s: StoredSession): Promise<string | null> {
-    const token = this.box.open(s.pbToken);
+    let token = this.opened.get(s.pbToken) ?? null;
+    if (!token) {
+      token = this.box.open(s.pbToken);
+      if (token) this.opened.set(s.pbToken, token);
+    }
     if (!token) return null;
     if (s.pbTokenExp - Date.now() > this.opts.pbRefreshBeforeSeconds * 1000) return token;
     if (!s.refreshable && s.pbTokenExp > Date.now()) return token;

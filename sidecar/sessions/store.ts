@@ -2,6 +2,7 @@
 // sidecar uses. The Redis store (redis-store.ts) implements the same interface for several sidecars.
 // PocketBase tokens are stored sealed (secret-box.ts); keys themselves are never stored, only their ids.
 import Database from 'better-sqlite3';
+import { Lru } from './lru.js';
 
 export interface StoredSession {
   sid: string;
@@ -66,8 +67,14 @@ function fromRow(r: Row): StoredSession {
   };
 }
 
+/**
+ * Sessions in SQLite, for one sidecar. This process is the only writer of the file, so an in-memory
+ * cache in front of it (updated by every write) is authoritative and spares a query per request.
+ */
 export class SqliteSessionStore implements SessionStore {
   private readonly db: Database.Database;
+  private readonly cache = new Lru<string, StoredSession>(100_000);
+  private readonly byId: Database.Statement;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -83,6 +90,15 @@ export class SqliteSessionStore implements SessionStore {
       CREATE INDEX IF NOT EXISTS sessions_key_exp ON sessions (key_exp);
       CREATE TABLE IF NOT EXISTS temp (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, expires_at INTEGER NOT NULL);
     `);
+    this.byId = this.db.prepare('SELECT * FROM sessions WHERE sid = ?');
+  }
+
+  private load(sid: string): StoredSession | null {
+    const r = this.byId.get(sid) as Row | undefined;
+    const s = r ? fromRow(r) : null;
+    if (s) this.cache.set(sid, s);
+    else this.cache.delete(sid);
+    return s;
   }
 
   async create(s: StoredSession): Promise<void> {
@@ -91,11 +107,11 @@ export class SqliteSessionStore implements SessionStore {
       s.currentKid, s.keyExp, JSON.stringify(s.retired), s.createdAt, s.revokedAt);
     // Sessions whose key expired long ago are of no use to anyone.
     this.db.prepare('DELETE FROM sessions WHERE key_exp < ?').run(s.createdAt - 7 * 86400_000);
+    this.cache.set(s.sid, { ...s });
   }
 
   async get(sid: string): Promise<StoredSession | null> {
-    const r = this.db.prepare('SELECT * FROM sessions WHERE sid = ?').get(sid) as Row | undefined;
-    return r ? fromRow(r) : null;
+    return this.cache.get(sid) ?? this.load(sid);
   }
 
   async rotate(r: Rotation): Promise<StoredSession | null> {
@@ -105,21 +121,28 @@ export class SqliteSessionStore implements SessionStore {
       const retired = [[row.current_kid, r.now], ...(JSON.parse(row.retired) as [string, number][])].slice(0, RETIRED_KEPT);
       this.db.prepare('UPDATE sessions SET current_kid = ?, key_exp = ?, pb_token = ?, pb_token_exp = ?, retired = ? WHERE sid = ?')
         .run(r.newKid, r.keyExp, r.pbToken, r.pbTokenExp, JSON.stringify(retired), r.sid);
-      return fromRow(this.db.prepare('SELECT * FROM sessions WHERE sid = ?').get(r.sid) as Row);
+      return this.load(r.sid);
     })();
   }
 
   async setPbToken(sid: string, pbToken: string, pbTokenExp: number): Promise<void> {
     this.db.prepare('UPDATE sessions SET pb_token = ?, pb_token_exp = ? WHERE sid = ?').run(pbToken, pbTokenExp, sid);
+    this.load(sid);
   }
 
   async revoke(sid: string, now: number): Promise<boolean> {
-    return this.db.prepare('UPDATE sessions SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL').run(now, sid).changes > 0;
+    const changed = this.db.prepare('UPDATE sessions SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL').run(now, sid).changes > 0;
+    this.load(sid);
+    return changed;
   }
 
   async revokeRecord(collectionId: string, recordId: string, now: number): Promise<number> {
-    return this.db.prepare('UPDATE sessions SET revoked_at = ? WHERE collection_id = ? AND record_id = ? AND revoked_at IS NULL')
+    const sids = (this.db.prepare('SELECT sid FROM sessions WHERE collection_id = ? AND record_id = ? AND revoked_at IS NULL')
+      .all(collectionId, recordId) as { sid: string }[]).map((r) => r.sid);
+    const n = this.db.prepare('UPDATE sessions SET revoked_at = ? WHERE collection_id = ? AND record_id = ? AND revoked_at IS NULL')
       .run(now, collectionId, recordId).changes;
+    for (const sid of sids) this.load(sid);
+    return n;
   }
 
   async listLive(now: number, limit: number): Promise<StoredSession[]> {

@@ -2,6 +2,7 @@
 // `collectionId` without verifying, signed by the sidecar. Parsing is strict: anything but exactly our
 // header, a valid signature and well-typed claims is "no token".
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { Lru } from './lru.js';
 
 export interface KeyClaims {
   collectionId: string;
@@ -21,6 +22,9 @@ const B64URL = /^[A-Za-z0-9_-]+$/;
 const SAFE_VALUE = /^[A-Za-z0-9_]{1,100}$/;
 
 export class KeySigner {
+  /** Keys already verified (signature and claims are fixed for a key; only expiry is checked again). */
+  private readonly verified = new Lru<string, KeyClaims>(50_000);
+
   constructor(private readonly secret: Buffer) {}
 
   sign(claims: KeyClaims): string {
@@ -35,6 +39,14 @@ export class KeySigner {
   /** The claims of a well-formed, correctly signed, unexpired key; null for anything else. */
   verify(token: string, nowMs = Date.now()): KeyClaims | null {
     if (typeof token !== 'string' || token.length > MAX_TOKEN_LENGTH) return null;
+    const known = this.verified.get(token);
+    if (known) return known.exp * 1000 > nowMs ? known : null;
+    const claims = this.verifyFully(token, nowMs);
+    if (claims) this.verified.set(token, claims);
+    return claims;
+  }
+
+  private verifyFully(token: string, nowMs: number): KeyClaims | null {
     const parts = token.split('.');
     if (parts.length !== 3 || parts[0] !== HEADER || !B64URL.test(parts[1]) || !B64URL.test(parts[2])) return null;
     const expected = Buffer.from(this.mac(`${parts[0]}.${parts[1]}`));
