@@ -157,3 +157,15 @@ describe('gate', () => {
     assert.equal((await fetch(`${sc.url}/api/collections/posts/records?perPage=1`)).status, 200);
   });
 });
+
+describe('rate-limit memory', () => {
+  test('expired buckets are dropped', async () => {
+    const { ExpiringMap } = await import('../sidecar/gate/rate-limits.js');
+    const m = new ExpiringMap<string, { reset: number }>(3_600_000);
+    m.set('old', { reset: Date.now() / 1000 - 1 });
+    m.set('live', { reset: Date.now() / 1000 + 60 });
+    m.sweep();
+    assert.deepEqual([...m.keys()], ['live']);
+    m.dispose();
+  });
+});

@@ -17,6 +17,28 @@ export function limitClass(method: string, path: string, contentType: string): R
   return null;
 }
 
+/**
+ * koa-ratelimit's memory driver never forgets a key it does not see again; this Map drops entries whose
+ * window has ended, so many distinct clients (IPv6 addresses, say) cannot grow memory without bound.
+ */
+export class ExpiringMap<K, V extends { reset: number }> extends Map<K, V> {
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(intervalMs = 60_000) {
+    super();
+    this.timer = setInterval(() => this.sweep(), intervalMs);
+    this.timer.unref();
+  }
+
+  sweep(now = Date.now()): void {
+    for (const [k, v] of this) if (v.reset * 1000 < now) this.delete(k);
+  }
+
+  dispose(): void {
+    clearInterval(this.timer);
+  }
+}
+
 export interface RateLimitOptions {
   rules: Record<RouteClass, RateLimitRule>;
   redis: Redis | null;
@@ -30,7 +52,7 @@ export function rateLimits(opts: RateLimitOptions): Middleware {
     const rule = opts.rules[cls];
     limiters.set(cls, ratelimit({
       driver: opts.redis ? 'redis' : 'memory',
-      db: opts.redis ?? new Map(),
+      db: opts.redis ?? new ExpiringMap(),
       namespace: `${opts.prefix ?? 'hapta:'}rl:${cls}`,
       duration: rule.duration,
       max: rule.max,
