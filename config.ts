@@ -50,6 +50,28 @@ export interface HaptaConfig {
     maxFailuresPerIp: number;
     windowMs: number;
   };
+  /** Ranking profiles served at /api/hapta/feeds/{name}. Declared here, in code (not environment). */
+  feeds: Record<string, FeedProfile>;
+}
+
+/**
+ * A feed: the records of one collection that the requester may list, ranked by a score made of weighted
+ * terms. Every term is optional; with no term the feed is newest first by `freshness.field`.
+ */
+export interface FeedProfile {
+  collection: string;
+  /** Relevance: FTS5 bm25 over these text fields when the request has `q`. */
+  text?: { fields: string[]; weight: number };
+  /** The feed only answers requests with `q` (a search). */
+  requireQuery?: boolean;
+  /** Freshness: exponential decay with a half-life, or gravity (score / (age_hours + 2)^gravity). */
+  freshness?: { field: string; weight: number; halfLifeHours?: number; gravity?: number };
+  /** Interaction counts from records pointing at an item (likes.post), optionally time-decayed. */
+  interactions?: { collection: string; field: string; weight: number; timeField?: string; halfLifeHours?: number }[];
+  /** The requester's follows: boost (or keep only) items whose author they follow. */
+  following?: { collection: string; follower: string; following: string; authorField: string; boost: number; only?: boolean };
+  /** Drop items related to the requester through these collections (blocks: blocker = me, blocked = author). */
+  exclude?: { collection: string; requesterField: string; targetField: string; itemField: string }[];
 }
 
 /** Route classes the gate limits separately. */
@@ -133,6 +155,39 @@ function rateLimitOptions(cls: RouteClass, max: number, duration: number, ip: bo
   ];
 }
 
+/** The reference profiles, on the reference schema (migrations/). */
+export const REFERENCE_FEEDS: Record<string, FeedProfile> = {
+  trending: {
+    collection: 'posts',
+    freshness: { field: 'created', weight: 1, gravity: 1.8 },
+    interactions: [
+      { collection: 'likes', field: 'post', weight: 1, timeField: 'created', halfLifeHours: 24 },
+      { collection: 'comments', field: 'post', weight: 2, timeField: 'created', halfLifeHours: 24 },
+    ],
+    exclude: [{ collection: 'blocks', requesterField: 'blocker', targetField: 'blocked', itemField: 'author' }],
+  },
+  latest: {
+    collection: 'posts',
+    freshness: { field: 'created', weight: 1, halfLifeHours: 24 },
+    exclude: [{ collection: 'blocks', requesterField: 'blocker', targetField: 'blocked', itemField: 'author' }],
+  },
+  following: {
+    collection: 'posts',
+    freshness: { field: 'created', weight: 1, halfLifeHours: 48 },
+    interactions: [{ collection: 'likes', field: 'post', weight: 0.1 }],
+    following: { collection: 'follows', follower: 'follower', following: 'following', authorField: 'author', boost: 1, only: true },
+    exclude: [{ collection: 'blocks', requesterField: 'blocker', targetField: 'blocked', itemField: 'author' }],
+  },
+  search: {
+    collection: 'posts',
+    requireQuery: true,
+    text: { fields: ['title', 'body'], weight: 1 },
+    freshness: { field: 'created', weight: 0.2, halfLifeHours: 24 * 30 },
+    interactions: [{ collection: 'likes', field: 'post', weight: 0.05 }],
+    exclude: [{ collection: 'blocks', requesterField: 'blocker', targetField: 'blocked', itemField: 'author' }],
+  },
+};
+
 export class ConfigError extends Error {}
 
 function parseValue(opt: Option, raw: string): string | number | boolean {
@@ -165,6 +220,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Deep
     const raw = env[opt.env];
     setPath(cfg, opt.path, raw !== undefined && raw !== '' ? parseValue(opt, raw) : opt.default);
   }
+  cfg.feeds = REFERENCE_FEEDS;
   const merged = mergeDeep(cfg, overrides as Record<string, unknown>) as unknown as HaptaConfig;
   validate(merged);
   return merged;

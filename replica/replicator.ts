@@ -22,6 +22,8 @@ export interface ReplicatorOptions {
   onApplied?: (info: { changes: number; records: number; lagMs: number }) => void;
   /** Called after a collection was copied whole (bootstrap, schema change, trigger re-install). */
   onCopied?: (info: { collection: string; records: number; ms: number }) => void;
+  /** Called for every store opened or created (e.g. to attach derived indexes). */
+  prepareStore?: (store: ReplicaStore) => void;
   /** Called whenever the replica file is replaced (readers must reopen it). */
   onSwap?: (store: ReplicaStore) => void;
 }
@@ -140,7 +142,7 @@ export class Replicator {
   private async open(): Promise<void> {
     await this.source.ensureTriggers(this.abort.signal);
     if (existsSync(this.path)) {
-      const store = new ReplicaStore(this.path);
+      const store = this.openStore(this.path);
       const reason = await this.incompatibility(store);
       if (!reason) {
         this.publish(store);
@@ -154,7 +156,18 @@ export class Replicator {
     const store = await this.buildFresh();
     this.removeFiles(this.path);
     renameSync(store.path, this.path);
-    this.publish(new ReplicaStore(this.path));
+    this.publish(this.openStore(this.path));
+  }
+
+  private openStore(path: string): ReplicaStore {
+    const store = new ReplicaStore(path);
+    try {
+      this.opts.prepareStore?.(store);
+    } catch (err) {
+      store.close();
+      throw err;
+    }
+    return store;
   }
 
   private async incompatibility(store: ReplicaStore): Promise<string | null> {
@@ -187,7 +200,7 @@ export class Replicator {
     const signal = this.abort.signal;
     const tmp = `${this.path}.building`;
     this.removeFiles(tmp);
-    const store = new ReplicaStore(tmp);
+    const store = this.openStore(tmp);
     try {
       // The position is read before copying: every write after it is in the log and gets re-applied.
       const start = await this.source.readChanges(0, 1, false, signal);
@@ -224,7 +237,7 @@ export class Replicator {
     this.store = null;
     this.removeFiles(this.path);
     renameSync(fresh.path, this.path);
-    this.publish(new ReplicaStore(this.path));
+    this.publish(this.openStore(this.path));
   }
 
   private removeFiles(path: string): void {

@@ -37,6 +37,8 @@ export class ReplicaStore {
   readonly db: Database.Database;
   private catalog = new Map<string, CatalogEntry>();
   private statements = new Map<string, { upsert: Database.Statement; remove: Database.Statement }>();
+  /** Called with a collection's name after its table was replaced, created or dropped. */
+  readonly tableListeners = new Set<(collection: string) => void>();
 
   constructor(readonly path: string, opts: { readonly?: boolean } = {}) {
     this.db = new Database(path, { readonly: opts.readonly ?? false });
@@ -172,6 +174,7 @@ export class ReplicaStore {
         .run(collection.id, collection.name, collection.type, JSON.stringify(collection));
     })();
     this.loadCatalog();
+    for (const fn of this.tableListeners) fn(collection.name);
   }
 
   private findByIdOrName(id: string, name: string): PbCollection[] {
@@ -189,6 +192,7 @@ export class ReplicaStore {
     if (!entry) return;
     this.db.transaction(() => this.dropCollectionTable(entry.collection))();
     this.loadCatalog();
+    for (const fn of this.tableListeners) fn(entry.collection.name);
   }
 
   /** Rules or options changed but the table shape did not: only the stored definition changes. */

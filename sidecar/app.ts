@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { HaptaConfig } from '../config.js';
 import { ChangeSource } from '../replica/change-source.js';
+import { FeedIndex } from '../replica/feed-index.js';
 import { createLogger, type Logger } from '../replica/log.js';
 import { RealtimeWaker } from '../replica/realtime-waker.js';
 import { Replicator } from '../replica/replicator.js';
@@ -26,6 +27,7 @@ import { routeGuard } from './gate/route-guard.js';
 import { healthRoute, metricsRoute } from './health.js';
 import { identity, mapFileToken, upstreamIdentity } from './identity.js';
 import { Metrics } from './metrics.js';
+import { feedIndexSpec } from './feeds/profiles.js';
 import { createProxy } from './proxy.js';
 import { requestCounter } from './request-counter.js';
 import { SessionManager } from './sessions/manager.js';
@@ -71,6 +73,7 @@ export async function createSidecar(config: HaptaConfig, deps: SidecarDeps = {})
   const guard = new LoginGuard(counters, config.loginGuard);
   const identityOpts = { acceptPocketBaseTokens: config.sessions.acceptPocketBaseTokens, clientIpHeader: config.gate.clientIpHeader };
 
+  const indexSpec = feedIndexSpec(config.feeds);
   let waker: RealtimeWaker | null = null;
   const replicator = new Replicator(new ChangeSource(superuser, config.replica.consumerId), {
     dataDir,
@@ -86,6 +89,7 @@ export async function createSidecar(config: HaptaConfig, deps: SidecarDeps = {})
     },
     onCopied: ({ collection }) => metrics.tableCopies.inc({ collection }),
     onSwap: () => void waker?.refresh(),
+    prepareStore: (store) => new FeedIndex(store, indexSpec).attach(),
   });
   // An auth record that changed or disappeared may have lost the right to its sessions.
   replicator.onApplied((changes) => {
