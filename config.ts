@@ -1,6 +1,7 @@
 // Hapta's configuration: every option with its type, default, environment variable and a one-line
 // description. Read once at start-up (loadConfig) and passed into constructors; nothing else reads
 // process.env. README's configuration table is printed from OPTIONS by `npm run config:table`.
+import type { WriteHooks } from './sidecar/writes/hooks.js';
 
 export interface HaptaConfig {
   port: number;
@@ -42,6 +43,7 @@ export interface HaptaConfig {
     maxUploadBody: number;
     exposeDashboard: boolean;
     exposeSuperuserApi: boolean;
+    corsOrigins: string;
   };
   rateLimits: Record<RouteClass, RateLimitRule> & { enabled: boolean };
   loginGuard: {
@@ -52,6 +54,12 @@ export interface HaptaConfig {
   };
   /** Ranking profiles served at /api/hapta/feeds/{name}. Declared here, in code (not environment). */
   feeds: Record<string, FeedProfile>;
+  /**
+   * Validators and hooks per collection and action, run before a write is validated and forwarded:
+   * `{ posts: { create: [async ({ body }) => ({ body: { ...body, title: String(body.title).trim() } })] } }`.
+   * A hook may return a changed body, or `{ reject: { status, message, data } }`. Declared in code.
+   */
+  writeHooks: WriteHooks;
 }
 
 /**
@@ -133,6 +141,7 @@ export const OPTIONS: readonly Option[] = [
   { path: 'gate.maxUploadBody', env: 'HAPTA_MAX_UPLOAD_BODY', kind: 'number', default: 33554432, description: "Largest multipart (upload) request body in bytes (PocketBase's own default is 32 MiB)." },
   { path: 'gate.exposeDashboard', env: 'HAPTA_EXPOSE_DASHBOARD', kind: 'boolean', default: true, description: "Serve PocketBase's dashboard (/_/) on the sidecar's port." },
   { path: 'gate.exposeSuperuserApi', env: 'HAPTA_EXPOSE_SUPERUSER_API', kind: 'boolean', default: true, description: 'Forward superuser-only API routes (settings, collections admin, logs, backups, crons, superuser auth).' },
+  { path: 'gate.corsOrigins', env: 'HAPTA_CORS_ORIGINS', kind: 'string', default: '*', description: "Origins allowed by CORS on answers the sidecar gives itself (comma-separated; PocketBase's --origins applies to proxied ones)." },
   { path: 'rateLimits.enabled', env: 'HAPTA_RATELIMIT', kind: 'boolean', default: true, description: 'Rate limiting on or off.' },
   ...rateLimitOptions('auth', 30, 60_000, true, 'Too many authentication attempts.'),
   ...rateLimitOptions('write', 120, 60_000, false, 'Too many write requests.'),
@@ -221,6 +230,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Deep
     setPath(cfg, opt.path, raw !== undefined && raw !== '' ? parseValue(opt, raw) : opt.default);
   }
   cfg.feeds = REFERENCE_FEEDS;
+  cfg.writeHooks = {};
   const merged = mergeDeep(cfg, overrides as Record<string, unknown>) as unknown as HaptaConfig;
   validate(merged);
   return merged;

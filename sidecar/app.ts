@@ -29,6 +29,10 @@ import { identity, mapFileToken, upstreamIdentity } from './identity.js';
 import { Metrics } from './metrics.js';
 import { feedIndexSpec } from './feeds/profiles.js';
 import { createProxy } from './proxy.js';
+import { createReadRoutes } from './reads/index.js';
+import { requesterFrom } from './requester.js';
+import { cors } from './cors.js';
+import { createWriteRoutes } from './writes/index.js';
 import { requestCounter } from './request-counter.js';
 import { SessionManager } from './sessions/manager.js';
 import { RedisSessionStore } from './sessions/redis-store.js';
@@ -136,6 +140,7 @@ export async function createSidecar(config: HaptaConfig, deps: SidecarDeps = {})
 
   app.use(errorHandler(log));
   app.use(requestCounter(metrics));
+  app.use(cors(config.gate.corsOrigins));
   app.use(clientIp(config.gate.trustedProxies));
   app.use(routeGuard(config.gate));
   app.use(bodyLimit({ json: config.gate.maxJsonBody, upload: config.gate.maxUploadBody }));
@@ -144,6 +149,22 @@ export async function createSidecar(config: HaptaConfig, deps: SidecarDeps = {})
   app.use(router.routes());
   app.use(auth.routes());
   app.use(notFound.routes());
+  const reads = createReadRoutes({
+    replicator,
+    identify: requesterFrom(replicator),
+    onFallback: (reason) => metrics.readFallbacks.inc({ reason }),
+  });
+  // A PocketBase token passed through (HAPTA_ACCEPT_PB_TOKENS): only PocketBase knows who that is.
+  app.use(async function replicaReads(ctx, next) {
+    return ctx.state.passThroughAuth ? next() : reads(ctx, next);
+  });
+  app.use(createWriteRoutes({
+    replicator, upstream, hooks: config.writeHooks,
+    prepareUpstream: (ctx, headers) => upstreamIdentity(ctx, sessions, identityOpts, headers),
+    maxJsonBody: config.gate.maxJsonBody, maxUploadBody: config.gate.maxUploadBody,
+    onRejected: (reason) => metrics.writesRejected.inc({ reason }),
+    onSynced: (ms) => metrics.writeSync.observe(ms),
+  }));
   app.use(createProxy({
     upstream,
     prepare: async (ctx, headers) => {

@@ -11,7 +11,7 @@ export class ApiError extends Error {
 
 export function sendError(ctx: Context, status: number, message: string, data: Record<string, unknown> = {}): void {
   ctx.status = status;
-  ctx.type = 'application/json';
+  ctx.set('Content-Type', 'application/json'); // as PocketBase sends it, without a charset
   ctx.body = { data, message, status };
 }
 

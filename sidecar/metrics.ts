@@ -40,6 +40,25 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly readFallbacks = new Counter({
+    name: 'hapta_read_fallback_total',
+    help: 'Reads of replicated collections forwarded to PocketBase because the replica could not answer them with certainty, by reason.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly writesRejected = new Counter({
+    name: 'hapta_writes_rejected_total',
+    help: 'Writes answered by the sidecar without reaching PocketBase (invalid, hook rejection, too large), by reason.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly writeSync = new Histogram({
+    name: 'hapta_write_sync_ms',
+    help: 'Time an acknowledged write waited for the replica to include it (read-your-writes).',
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000],
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'hapta_' });
   }

@@ -65,7 +65,7 @@ export function rateLimits(opts: RateLimitOptions): Middleware {
     const limiter = cls ? limiters.get(cls) : undefined;
     if (!limiter) return next();
     await limiter(ctx, next);
-    if (ctx.status === 429 && ctx.state.rateLimit) ctx.type = 'application/json';
+    if (ctx.status === 429 && ctx.state.rateLimit) ctx.set('Content-Type', 'application/json');
   };
 }
 

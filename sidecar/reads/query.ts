@@ -1,0 +1,231 @@
+// Builds and runs the SELECTs of the read path (list page + COUNT, view by id, records by ids for expand
+// and the manageRule email check) the way PocketBase's search provider and record queries shape them.
+// Statements are prepared once per SQL text (bounded LRU per replica connection); results of
+// deterministic queries are cached until the replica applies its next change.
+import type Database from 'better-sqlite3';
+import type { ReplicaStore } from '../../replica/store.js';
+import { parseFilter, parseSort, FilterSyntaxError, type SortItem } from '../filter/index.js';
+import type { Catalog, CollectionInfo } from './catalog.js';
+import { ROWID } from './catalog.js';
+import { PbError, ResolveError, Unsupported } from './errors.js';
+import { buildFilter, parseRule } from './filter-sql.js';
+import type { RequestInfo } from './request.js';
+import { FieldResolver, type BuildContext } from './resolver.js';
+import { col, ParamBag, q, SelectParts } from './sql.js';
+
+export type Row = Record<string, unknown>;
+
+class Lru<V> {
+  private map = new Map<string, V>();
+  constructor(private readonly max: number) {}
+  get(k: string): V | undefined {
+    const v = this.map.get(k);
+    if (v !== undefined) { this.map.delete(k); this.map.set(k, v); }
+    return v;
+  }
+  set(k: string, v: V): void {
+    this.map.delete(k);
+    this.map.set(k, v);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value as string);
+  }
+  clear(): void { this.map.clear(); }
+}
+
+interface StoreCache { statements: Lru<Database.Statement>; results: Lru<unknown>; generation: number }
+const caches = new WeakMap<ReplicaStore, StoreCache>();
+let generation = 0;
+
+/** Called after every batch the replica applies: cached results are stale from then on. */
+export function invalidateResults(): void {
+  generation++;
+}
+
+function cacheOf(store: ReplicaStore): StoreCache {
+  let c = caches.get(store);
+  if (!c) caches.set(store, (c = { statements: new Lru(500), results: new Lru(4000), generation }));
+  if (c.generation !== generation) { c.results.clear(); c.generation = generation; }
+  return c;
+}
+
+/** Runs a query; SQLite errors (e.g. a malformed JSON path) become PocketBase's generic 400. */
+function run<T>(store: ReplicaStore, sql: string, bag: ParamBag, mode: 'all' | 'get', cacheable: boolean): T {
+  const cache = cacheOf(store);
+  const bindings = bag.bindingsFor(sql);
+  const key = cacheable ? sql + '\u0000' + JSON.stringify(bindings, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v)) : '';
+  if (cacheable) {
+    const hit = cache.results.get(key);
+    if (hit !== undefined) return hit as T;
+  }
+  let stmt = cache.statements.get(sql);
+  try {
+    if (!stmt) {
+      stmt = store.db.prepare(sql);
+      cache.statements.set(sql, stmt);
+    }
+    const out = (mode === 'all' ? stmt.all(bindings) : stmt.get(bindings)) as T;
+    if (cacheable) cache.results.set(key, out ?? null);
+    return out;
+  } catch (e) {
+    if ((e as { code?: string }).code?.startsWith('SQLITE_') || e instanceof RangeError || e instanceof TypeError) {
+      throw new ResolveError(`sqlite: ${(e as Error).message}`);
+    }
+    throw e;
+  }
+}
+
+export function newContext(catalog: Catalog, info: RequestInfo): BuildContext {
+  return {
+    bag: new ParamBag(), catalog, info,
+    buildRule: (text, r) => {
+      try {
+        return buildFilter(parseRule(text), r);
+      } catch (e) {
+        if (e instanceof FilterSyntaxError) throw new Unsupported('rule_syntax');
+        throw e;
+      }
+    },
+  };
+}
+
+export interface ListParams {
+  page: number;
+  perPage: number;
+  skipTotal: boolean;
+  sort: SortItem[];
+  filter: string;
+}
+
+export interface ListResult { rows: Row[]; page: number; perPage: number; totalItems: number; totalPages: number }
+
+/** recordsList: rule AND filter, sort, joins (+ joined collections' list rules), page and COUNT. */
+export function listRecords(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo, info: RequestInfo, p: ListParams, superuser: boolean): ListResult {
+  const ctx = newContext(catalog, info);
+  const parts = new SelectParts(coll.spec.table);
+  // One resolver for rule, filter and sort, as in PocketBase: their joins are shared by alias.
+  const r = new FieldResolver(ctx, coll, true);
+  const rule = coll.c.listRule;
+  if (!superuser && rule) parts.wheres.push(ctx.buildRule(rule, r));
+  r.allowHidden = superuser;
+  if (p.filter !== '') {
+    let node;
+    try {
+      node = parseFilter(p.filter);
+    } catch (e) {
+      if (e instanceof FilterSyntaxError) throw new ResolveError(e.message);
+      throw e;
+    }
+    parts.wheres.push(buildFilter(node, r));
+  }
+  let random = false;
+  for (const s of p.sort) {
+    if (s.kind === 'random') { random = true; parts.orderBy.push('RANDOM()'); continue; }
+    if (s.kind === 'rowid') { parts.orderBy.push(`${col(coll.spec.table, ROWID)} ${s.direction}`); continue; }
+    const res = r.resolve(s.field.name);
+    if (res.params.size > 0 || res.id === '' || res.id.toLowerCase() === 'null') throw new ResolveError(`invalid sort field ${s.field.name}`);
+    parts.orderBy.push(`${res.id} ${s.direction}`);
+  }
+  r.updateQuery(parts);
+  // Without a sort PocketBase returns SQLite's natural (rowid) order; make it explicit. Ties are undefined
+  // in PocketBase, but its usual plan for a sort on an indexed column walks that index (ties in rowid
+  // order along the walk), so break ties the same way to keep pages identical in the common case.
+  const order = [...parts.orderBy, `${col(coll.spec.table, ROWID)} ${tieDirection(coll, p.sort)}`];
+  const offset = goIntMul(p.perPage, p.page - 1);
+  const itemsSql = `${parts.select(`${q(coll.spec.table)}.*`)} ORDER BY ${order.join(', ')} LIMIT ${p.perPage} OFFSET ${offset}`;
+  const rows = run<Row[]>(store, itemsSql, ctx.bag, 'all', !random);
+  let totalItems = -1;
+  let totalPages = -1;
+  if (!p.skipTotal) {
+    const countSql = `SELECT COUNT(DISTINCT ${col(coll.spec.table, ROWID)}) AS n${parts.from()}`;
+    totalItems = Number(run<{ n: number }>(store, countSql, ctx.bag, 'get', true).n);
+    totalPages = Math.ceil(totalItems / p.perPage);
+  }
+  return { rows, page: p.page, perPage: p.perPage, totalItems, totalPages };
+}
+
+function tieDirection(coll: CollectionInfo, sort: SortItem[]): 'ASC' | 'DESC' {
+  const first = sort[0];
+  if (!first || first.kind !== 'field' || first.direction !== 'DESC') return 'ASC';
+  const name = first.field.name;
+  const indexed = (coll.c.indexes ?? []).some((idx) => {
+    const m = /\(\s*[`"'[]?(\w+)/.exec(idx);
+    return m !== null && m[1] === name;
+  });
+  return indexed || name === 'id' ? 'DESC' : 'ASC';
+}
+
+/** Go's int64 multiplication wraps; SQLite treats a negative OFFSET as 0. */
+function goIntMul(a: number, b: number): string {
+  const x = BigInt.asIntN(64, BigInt(a) * BigInt(b));
+  return x.toString();
+}
+
+/** recordView / expand fetch: records by id under a view rule (null rule: superusers only). */
+export function findByIds(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo, info: RequestInfo, ids: string[], superuser: boolean): Row[] {
+  if (ids.length === 0) return [];
+  const ctx = newContext(catalog, info);
+  const parts = new SelectParts(coll.spec.table);
+  const idsParam = ctx.bag.add(JSON.stringify(ids));
+  parts.wheres.push(`${col(coll.spec.table, 'id')} IN (SELECT value FROM json_each(@${idsParam}))`);
+  const rule = coll.c.viewRule;
+  if (!superuser) {
+    if (rule === null || rule === undefined) throw new PbError(403, 'Only superusers can perform this action.');
+    if (rule !== '') {
+      const r = new FieldResolver(ctx, coll, true);
+      parts.wheres.push(ctx.buildRule(rule, r));
+      r.updateQuery(parts);
+    }
+  }
+  return run<Row[]>(store, `${parts.select(`${q(coll.spec.table)}.*`)}`, ctx.bag, 'all', true);
+}
+
+/** Ids among `ids` that the requester may manage (the manageRule of an auth collection). */
+export function managedIds(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo, info: RequestInfo, ids: string[]): Set<string> {
+  const rule = coll.c.manageRule;
+  if (rule === null || rule === undefined || rule === '' || ids.length === 0) return new Set();
+  const ctx = newContext(catalog, info);
+  const parts = new SelectParts(coll.spec.table);
+  const idsParam = ctx.bag.add(JSON.stringify(ids));
+  parts.wheres.push(`${col(coll.spec.table, 'id')} IN (SELECT value FROM json_each(@${idsParam}))`);
+  const r = new FieldResolver(ctx, coll, true);
+  parts.wheres.push(ctx.buildRule(rule, r));
+  r.updateQuery(parts);
+  const rows = run<Row[]>(store, parts.select(`${col(coll.spec.table, 'id')} AS id`), ctx.bag, 'all', true);
+  return new Set(rows.map((x) => String(x.id)));
+}
+
+/** Back-relation ids for expand: up to 1000 records of `back` pointing at `id`, in rowid order. */
+export function backRelationIds(store: ReplicaStore, back: CollectionInfo, field: string, multiple: boolean, id: string): string[] {
+  const bag = new ParamBag();
+  const p = bag.add(id);
+  const t = q(back.spec.table);
+  const where = multiple
+    ? `EXISTS (SELECT 1 FROM json_each(CASE WHEN iif(json_valid(${q(field)}), json_type(${q(field)})='array', FALSE) THEN ${q(field)} ELSE json_array(${q(field)}) END) je WHERE je.value = @${p})`
+    : `${q(field)} = @${p}`;
+  const order = multiple ? [] : indexTail(back, field).filter((c) => back.fields.has(c)).map((c) => `${q(c)} ASC`);
+  const sql = `SELECT id FROM ${t} WHERE ${where} ORDER BY ${[...order, `${q(ROWID)} ASC`].join(', ')} LIMIT 1000`;
+  const rows = run<Row[]>(store, sql, bag, 'all', true);
+  return rows.map((x) => String(x.id));
+}
+
+/**
+ * PocketBase runs this lookup without ORDER BY: SQLite walks an index led by the field when there is one,
+ * so rows come in the order of that index's remaining columns (then rowid). Mirror the first such index.
+ */
+function indexTail(coll: CollectionInfo, field: string): string[] {
+  for (const idx of coll.c.indexes ?? []) {
+    const m = /\bON\b[^(]*\((.*)\)/is.exec(idx);
+    if (!m) continue;
+    const cols = m[1].split(',').map((c) => c.trim().split(/\s+/)[0].replace(/^[`"'[]|[`"'\]]$/g, ''));
+    if (cols[0] === field) return cols.slice(1);
+  }
+  return [];
+}
+
+export function parseSortParam(raw: string): SortItem[] {
+  try {
+    return parseSort(raw);
+  } catch (e) {
+    if (e instanceof FilterSyntaxError) throw new ResolveError(e.message);
+    throw e;
+  }
+}

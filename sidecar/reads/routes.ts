@@ -1,0 +1,111 @@
+// Koa middleware answering GET /api/collections/{c}/records[/{id}] from the replica. Anything it cannot
+// answer with certainty (replica not ready, a collection it does not hold, a construct it does not
+// support, a request with a body) goes to next() (the proxy) after onFallback(reason).
+import type Koa from 'koa';
+import type { Replicator } from '../../replica/replicator.js';
+import { sendError } from '../errors.js';
+import { catalogOf } from './catalog.js';
+import { PbError, Unsupported } from './errors.js';
+import { FieldsError } from './fields.js';
+import { list, view, type Answer } from './handlers.js';
+import { invalidateResults } from './query.js';
+import { firstValues, parseGoQuery, requestHeaders, type Requester, type RequestInfo } from './request.js';
+
+export interface ReadRoutesOptions {
+  replicator: Replicator;
+  identify(ctx: Koa.Context): Promise<Requester>;
+  onFallback?(reason: string): void;
+}
+
+const PATH = /^\/api\/collections\/([^/]+)\/records(?:\/([^/]*))?$/;
+
+/** Headers PocketBase's default middlewares put on every answer. */
+const STANDARD_HEADERS: Record<string, string> = {
+  'cross-origin-opener-policy': 'same-origin',
+  vary: 'Origin',
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'SAMEORIGIN',
+  'x-xss-protection': '1; mode=block',
+};
+
+function decodeSegment(s: string): string | null {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return null;
+  }
+}
+
+/** Randomised delay PocketBase adds after repeated empty filtered lists (a timing-attack guard). */
+const emptyLists = new Map<string, number[]>();
+function emptyListThrottle(key: string): number {
+  const now = Date.now();
+  const hits = (emptyLists.get(key) ?? []).filter((t) => now - t < 3000);
+  hits.push(now);
+  emptyLists.set(key, hits);
+  if (emptyLists.size > 10_000) emptyLists.clear();
+  return hits.length > 3 ? Math.floor(Math.random() * 500) : 0;
+}
+
+export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
+  opts.replicator.onApplied(invalidateResults);
+  // A collection copied whole (schema change) replaces data without a batch: drop cached results too.
+  let lastCatalog: unknown = null;
+  const fallback = async (reason: string, next: Koa.Next) => {
+    opts.onFallback?.(reason);
+    await next();
+  };
+
+  return async function readRoutes(ctx, next) {
+    if (ctx.method !== 'GET') return next();
+    const m = PATH.exec(ctx.path);
+    if (!m) return next();
+    const collName = decodeSegment(m[1]);
+    const id = m[2] === undefined ? null : decodeSegment(m[2]);
+    if (collName === null || (m[2] !== undefined && id === null)) return fallback('path_encoding', next);
+    // PocketBase's router sends ".../records/" elsewhere (a static-file 404).
+    if (id === '') return fallback('empty_id', next);
+    if (!opts.replicator.store) return fallback('replica_not_ready', next);
+    if (ctx.req.headers['content-length'] && ctx.req.headers['content-length'] !== '0') return fallback('request_body', next);
+    if (ctx.req.headers['transfer-encoding']) return fallback('request_body', next);
+
+    const requester = await opts.identify(ctx);
+    // Read the store after the await: it may have been swapped meanwhile.
+    const store = opts.replicator.store;
+    if (!store) return fallback('replica_not_ready', next);
+
+    let answer: Answer;
+    try {
+      const query = firstValues(parseGoQuery(ctx.querystring));
+      const info: RequestInfo = { context: 'default', method: 'GET', query, headers: requestHeaders(ctx.req), requester };
+      if (requester.kind === 'record' && !store.entry(requester.collectionId)) throw new Unsupported('auth_collection_not_replicated');
+      const catalog = catalogOf(store);
+      if (catalog !== lastCatalog) { invalidateResults(); lastCatalog = catalog; }
+      const coll = catalog.find(collName);
+      if (!coll) throw new Unsupported('collection_not_replicated');
+      if (id === null) {
+        answer = list(store, catalog, coll, info);
+        if (answer.empty !== undefined && requester.kind !== 'superuser' && coll.c.listRule && query.filter) {
+          const delay = answer.empty ? emptyListThrottle(`${coll.c.id}|${(ctx.state.clientIp as string | undefined) ?? ctx.ip}`) : 0;
+          if (delay) await new Promise((r) => setTimeout(r, delay));
+        }
+      } else {
+        answer = view(store, catalog, coll, info, id);
+      }
+    } catch (e) {
+      if (e instanceof Unsupported) return fallback(e.reason, next);
+      if (e instanceof FieldsError) return fallback('fields_error', next);
+      if (e instanceof PbError) {
+        ctx.state.upstream = false;
+        ctx.set(STANDARD_HEADERS);
+        return sendError(ctx, e.status, e.message);
+      }
+      throw e;
+    }
+    ctx.state.upstream = false;
+    ctx.set(STANDARD_HEADERS);
+    ctx.status = answer.status;
+    ctx.set('Content-Type', 'application/json'); // PocketBase's exact header (Koa's ctx.type would add a charset)
+    ctx.body = answer.body;
+  };
+}
