@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { api, superuserToken } from '../test/harness/dump.js';
 import { startPocketBase } from '../test/harness/pocketbase.js';
 import { seedReference, USER_PASSWORD } from '../test/harness/seed.js';
-import { startSidecarProcess } from './sidecar-process.js';
+import { startSidecarProcess } from '../test/harness/sidecar-process.js';
 import { saveResult, table } from './stats.js';
 
 const { values: args } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, connections: { type: 'string', default: '50' } } });

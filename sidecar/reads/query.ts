@@ -40,6 +40,11 @@ export function invalidateResults(): void {
   generation++;
 }
 
+/** Changes whenever cached results become stale (for caches kept elsewhere). */
+export function resultsGeneration(): number {
+  return generation;
+}
+
 function cacheOf(store: ReplicaStore): StoreCache {
   let c = caches.get(store);
   if (!c) caches.set(store, (c = { statements: new Lru(500), results: new Lru(4000), generation }));

@@ -8,7 +8,8 @@ import { catalogOf } from './catalog.js';
 import { PbError, Unsupported } from './errors.js';
 import { FieldsError } from './fields.js';
 import { list, view, type Answer } from './handlers.js';
-import { invalidateResults } from './query.js';
+import { invalidateResults, resultsGeneration } from './query.js';
+import type { ReplicaStore } from '../../replica/store.js';
 import { firstValues, parseGoQuery, requestHeaders, type Requester, type RequestInfo } from './request.js';
 
 export interface ReadRoutesOptions {
@@ -47,6 +48,31 @@ function emptyListThrottle(key: string): number {
   return hits.length > 3 ? Math.floor(Math.random() * 500) : 0;
 }
 
+/**
+ * Whole answers, per replica, requester and URL, until the replica applies its next change. Only for
+ * requests whose answer depends on nothing else: no @random, no time macros, no request headers in the
+ * collection rules (those are evaluated per request).
+ */
+const TIME_DEPENDENT = /@(now|second|minute|hour|weekday|day|month|year|yesterday|tomorrow|todayStart|todayEnd|monthStart|monthEnd|yearStart|yearEnd)\b|@random|@request\.headers/;
+interface AnswerCache { generation: number; map: Map<string, Answer>; bytes: number }
+const answers = new WeakMap<ReplicaStore, AnswerCache>();
+const MAX_CACHED_ANSWERS = 2000;
+const MAX_CACHED_BYTES = 32 << 20;
+
+function answerCache(store: ReplicaStore): AnswerCache {
+  let c = answers.get(store);
+  if (!c || c.generation !== resultsGeneration()) answers.set(store, (c = { generation: resultsGeneration(), map: new Map(), bytes: 0 }));
+  return c;
+}
+
+function requesterKey(r: Requester): string {
+  return r.kind === 'anonymous' ? 'a' : r.kind === 'superuser' ? `s:${String(r.record.id)}` : `r:${r.collectionId}:${String(r.record.id)}`;
+}
+
+function rulesCacheable(store: ReplicaStore): boolean {
+  return !store.collections().some((c) => [c.listRule, c.viewRule].some((r) => typeof r === 'string' && TIME_DEPENDENT.test(r)));
+}
+
 export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
   opts.replicator.onApplied(invalidateResults);
   // A collection copied whole (schema change) replaces data without a batch: drop cached results too.
@@ -74,8 +100,13 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
     const store = opts.replicator.store;
     if (!store) return fallback('replica_not_ready', next);
 
-    let answer: Answer;
-    try {
+    const catalogNow = catalogOf(store);
+    if (catalogNow !== lastCatalog) { invalidateResults(); lastCatalog = catalogNow; }
+    let answer: Answer | undefined;
+    const cacheKey = TIME_DEPENDENT.test(decodeSegment(ctx.querystring) ?? '@') || !rulesCacheable(store) ? '' : `${requesterKey(requester)}\u0000${ctx.url}`;
+    const cache = cacheKey ? answerCache(store) : null;
+    answer = cache?.map.get(cacheKey);
+    if (!answer) try {
       const query = firstValues(parseGoQuery(ctx.querystring));
       const info: RequestInfo = { context: 'default', method: 'GET', query, headers: requestHeaders(ctx.req), requester };
       if (requester.kind === 'record' && !store.entry(requester.collectionId)) throw new Unsupported('auth_collection_not_replicated');
@@ -91,6 +122,16 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
         }
       } else {
         answer = view(store, catalog, coll, info, id);
+      }
+      // Empty filtered lists are not kept: each one goes through PocketBase's timing guard above.
+      if (cache && answer.status === 200 && !answer.empty) {
+        const size = answer.body.length;
+        if (cache.map.size >= MAX_CACHED_ANSWERS || cache.bytes + size > MAX_CACHED_BYTES) {
+          cache.map.clear();
+          cache.bytes = 0;
+        }
+        cache.map.set(cacheKey, answer);
+        cache.bytes += size;
       }
     } catch (e) {
       if (e instanceof Unsupported) return fallback(e.reason, next);
