@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { api, diffDumps, dumpPocketBase, dumpReplica, superuserToken } from './harness/dump.js';
+import { metricSum } from './harness/metrics.js';
 import { TcpCutter } from './harness/net.js';
 import { startPocketBase, type PocketBase } from './harness/pocketbase.js';
 import { seedReference, USER_PASSWORD, type Seeded } from './harness/seed.js';
@@ -17,10 +18,7 @@ async function assertConverged(pb: PocketBase, sidecar: TestSidecar, token: stri
   assert.deepEqual(diffs, [], 'replica differs from PocketBase');
 }
 
-function counter(sidecar: TestSidecar, purpose: string): number {
-  const m = (sidecar.metrics.upstreamRequests as any).hashMap as Record<string, { value: number; labels: { purpose: string } }>;
-  return Object.values(m).filter((v) => v.labels.purpose === purpose).reduce((a, v) => a + v.value, 0);
-}
+const counter = (sidecar: TestSidecar, purpose: string) => metricSum(sidecar.metrics.upstreamRequests, { purpose });
 
 describe('replica', () => {
   let pb: PocketBase;
@@ -126,7 +124,7 @@ describe('replica', () => {
     const second = await startSidecar(pb, { dataDir });
     try {
       await assertConverged(pb, second, token);
-      assert.equal(counter(second, 'bootstrap'), 0, 'no collection was copied again');
+      assert.equal(await counter(second, 'bootstrap'), 0, 'no collection was copied again');
     } finally {
       await second.stop();
     }
@@ -140,7 +138,7 @@ describe('replica', () => {
     const second = await startSidecar(pb, { dataDir: first.dataDir });
     try {
       await assertConverged(pb, second, token);
-      assert.ok(counter(second, 'bootstrap') > 0, 'the replica was copied anew');
+      assert.ok((await counter(second, 'bootstrap')) > 0, 'the replica was copied anew');
       assert.equal(second.replicator.store!.format, '1');
     } finally {
       await second.destroy();
@@ -158,7 +156,7 @@ describe('replica', () => {
       const second = await startSidecar(other, { dataDir: first.dataDir });
       try {
         await assertConverged(other, second, otherToken);
-        assert.ok(counter(second, 'bootstrap') > 0, 'the replica was copied anew');
+        assert.ok((await counter(second, 'bootstrap')) > 0, 'the replica was copied anew');
       } finally {
         await second.stop();
       }
@@ -182,7 +180,7 @@ describe('replica', () => {
       const second = await startSidecar(pruning, { dataDir: first.dataDir });
       try {
         await assertConverged(pruning, second, t);
-        assert.ok(counter(second, 'bootstrap') > 0, 'the replica was copied anew');
+        assert.ok((await counter(second, 'bootstrap')) > 0, 'the replica was copied anew');
       } finally {
         await second.stop();
       }
