@@ -1,6 +1,7 @@
 /// <reference path="../pb_data/types.d.ts" />
 // Hapta's PocketBase hooks: keep the change-log triggers installed on every base and auth collection,
-// prune the log, and serve it to the sidecar (superusers only) at /api/hapta-sync/changes.
+// prune the log, serve it to the sidecar (superusers only) at /api/hapta-sync/changes, and announce the
+// log head on the realtime topic "hapta/changes" after each record write.
 
 onBootstrap((e) => {
   e.next();
@@ -20,6 +21,21 @@ onCollectionAfterUpdateSuccess((e) => {
 onCollectionAfterDeleteSuccess((e) => {
   e.next();
   require(`${__hooks}/hapta/changelog.js`).dropTriggers(e.app, e.collection.id);
+});
+
+onRecordAfterCreateSuccess((e) => {
+  e.next();
+  require(`${__hooks}/hapta/changelog.js`).announce(e.app);
+});
+
+onRecordAfterUpdateSuccess((e) => {
+  e.next();
+  require(`${__hooks}/hapta/changelog.js`).announce(e.app);
+});
+
+onRecordAfterDeleteSuccess((e) => {
+  e.next();
+  require(`${__hooks}/hapta/changelog.js`).announce(e.app);
 });
 
 cronAdd("hapta_log_prune", "*/5 * * * *", () => {

@@ -1,18 +1,19 @@
-// Listens to PocketBase's realtime stream as the sidecar's superuser, subscribed to every replicated
-// collection with only the id in each event, and wakes the sync engine on every event. Events are never
-// applied: they arrive out of commit order and are lost while disconnected; the change log is the truth.
-// A reconnect also wakes the engine, since events in the gap are gone.
+// Listens to PocketBase's realtime stream as the sidecar's superuser, subscribed to the topic
+// "hapta/changes" on which the hook announces the change-log head after each record write, and wakes
+// the sync engine unless it has already read that far. Announcements are never applied: the change log
+// is the truth, and they are lost while disconnected, so a reconnect wakes the engine too.
 import { Backoff, sleep } from './backoff.js';
 import type { Logger } from './log.js';
 import type { SuperuserSession, Upstream } from './upstream.js';
+
+export const CHANGES_TOPIC = 'hapta/changes';
 
 export interface RealtimeWakerOptions {
   upstream: Upstream;
   session: SuperuserSession;
   log: Logger;
-  /** The collection ids to follow (read again on every (re)subscribe). */
-  topics: () => string[];
-  onEvent: () => void;
+  /** A write committed; `seq` is the log head just after it (null: unknown, read the log). */
+  onChange: (seq: number | null) => void;
   onConnect?: () => void;
 }
 
@@ -20,8 +21,6 @@ export class RealtimeWaker {
   private abort = new AbortController();
   private current: AbortController | null = null;
   private loop: Promise<void> | null = null;
-  private subscribed = '';
-  private clientId: string | null = null;
   connected = false;
 
   constructor(private readonly opts: RealtimeWakerOptions) {}
@@ -37,16 +36,6 @@ export class RealtimeWaker {
     this.loop = null;
   }
 
-  /** Re-subscribes when the set of collections changed. */
-  async refresh(): Promise<void> {
-    if (!this.clientId || this.topicKey() === this.subscribed) return;
-    await this.subscribe(this.clientId).catch(() => this.current?.abort());
-  }
-
-  private topicKey(): string {
-    return this.opts.topics().join(',');
-  }
-
   private async run(): Promise<void> {
     const backoff = new Backoff(200, 10_000);
     while (!this.abort.signal.aborted) {
@@ -58,9 +47,8 @@ export class RealtimeWaker {
         if (!this.abort.signal.aborted) this.opts.log.debug('realtime stream ended', { error: (err as Error).message });
       }
       this.connected = false;
-      this.clientId = null;
       if (this.abort.signal.aborted) break;
-      this.opts.onEvent(); // events may have been lost
+      this.opts.onChange(null); // announcements may have been lost
       await sleep(backoff.next(), this.abort.signal);
     }
   }
@@ -95,22 +83,20 @@ export class RealtimeWaker {
     }
     if (event === 'PB_CONNECT') {
       const { clientId } = JSON.parse(data) as { clientId: string };
-      await this.subscribe(clientId);
-      this.clientId = clientId;
+      await this.opts.session.json('realtime', 'POST', '/api/realtime', { clientId, subscriptions: [CHANGES_TOPIC] });
       this.connected = true;
       onHealthy();
       this.opts.onConnect?.();
-      this.opts.onEvent(); // catch up with what happened while disconnected
+      this.opts.onChange(null); // catch up with what happened while disconnected
       return;
     }
-    if (event) this.opts.onEvent();
-  }
-
-  private async subscribe(clientId: string): Promise<void> {
-    const key = this.topicKey();
-    const options = encodeURIComponent(JSON.stringify({ query: { fields: 'id' } }));
-    const subscriptions = this.opts.topics().slice(0, 1000).map((id) => `${id}/*?options=${options}`);
-    await this.opts.session.json('realtime', 'POST', '/api/realtime', { clientId, subscriptions });
-    this.subscribed = key;
+    if (event === CHANGES_TOPIC) {
+      let seq: number | null = null;
+      try {
+        const v = (JSON.parse(data) as { seq?: unknown }).seq;
+        seq = typeof v === 'number' ? v : null;
+      } catch { /* unknown payload: read the log */ }
+      this.opts.onChange(seq);
+    }
   }
 }

@@ -71,6 +71,18 @@ export class Replicator {
     this.store = null;
   }
 
+  /** The highest log position a read of the log has seen (applied, or being applied). */
+  private seenSeq = 0;
+
+  /**
+   * A write committed with the log head at `seq` after it: wake the loop unless a read of the log has
+   * already seen that far (that read applies it). Null: unknown, read the log.
+   */
+  announced(seq: number | null): void {
+    if (seq !== null && this.store && seq <= Math.max(this.seenSeq, this.store.position.seq)) return;
+    this.wake();
+  }
+
   /** Asks the loop to read the log now (realtime event, write through the sidecar, ...). */
   wake(opts: { schema?: boolean } = {}): void {
     if (opts.schema) this.schemaCheckRequested = true;
@@ -191,6 +203,7 @@ export class Replicator {
 
   private publish(store: ReplicaStore): void {
     this.store = store;
+    this.seenSeq = store.position.seq;
     this.opts.onSwap?.(store);
     for (const r of this.readyResolvers.splice(0)) r();
   }
@@ -258,6 +271,7 @@ export class Replicator {
     const { seq, anchor } = store.position;
     const res = await this.source.readChanges(seq, this.opts.batchSize, true, this.abort.signal);
     if (res.instance !== store.instance) throw new RebuildNeeded('different PocketBase database');
+    if (store === this.store && res.changes.length > 0) this.seenSeq = Math.max(this.seenSeq, res.changes[res.changes.length - 1].seq);
     const broken = this.continuity(seq, anchor, res);
     if (broken) throw new RebuildNeeded(broken);
 

@@ -78,7 +78,6 @@ export async function createSidecar(config: HaptaConfig, deps: SidecarDeps = {})
   const identityOpts = { acceptPocketBaseTokens: config.sessions.acceptPocketBaseTokens, clientIpHeader: config.gate.clientIpHeader };
 
   const indexSpec = feedIndexSpec(config.feeds);
-  let waker: RealtimeWaker | null = null;
   const replicator = new Replicator(new ChangeSource(superuser, config.replica.consumerId), {
     dataDir,
     batchSize: config.replica.batchSize,
@@ -89,10 +88,8 @@ export async function createSidecar(config: HaptaConfig, deps: SidecarDeps = {})
     onApplied: ({ changes, lagMs }) => {
       metrics.replicaChanges.inc(changes);
       metrics.replicaLag.observe(lagMs);
-      void waker?.refresh();
     },
     onCopied: ({ collection }) => metrics.tableCopies.inc({ collection }),
-    onSwap: () => void waker?.refresh(),
     prepareStore: (store) => new FeedIndex(store, indexSpec).attach(),
   });
   // An auth record that changed or disappeared may have lost the right to its sessions.
@@ -103,10 +100,9 @@ export async function createSidecar(config: HaptaConfig, deps: SidecarDeps = {})
       }
     }
   });
-  waker = new RealtimeWaker({
+  const waker = new RealtimeWaker({
     upstream, session: superuser, log: log.child({ component: 'realtime' }),
-    topics: () => replicator.store?.collections().map((c) => c.id) ?? [],
-    onEvent: () => replicator.wake(),
+    onChange: (seq) => replicator.announced(seq),
   });
   const watcher = new SchemaWatcher({
     dir: resolve(config.replica.migrationsDir), watch: config.replica.watchMigrations,
@@ -191,7 +187,7 @@ export async function createSidecar(config: HaptaConfig, deps: SidecarDeps = {})
     async stop() {
       await validator.stop();
       await watcher.stop();
-      await waker!.stop();
+      await waker.stop();
       await replicator.stop();
       server.closeAllConnections();
       await new Promise<void>((res) => server.close(() => res()));

@@ -233,3 +233,22 @@ function lookupChanged(app, changes) {
 module.exports.rowidsAfter = rowidsAfter;
 module.exports.findReplicated = findReplicated;
 module.exports.lookupChanged = lookupChanged;
+
+// --- wake-ups -------------------------------------------------------------------------------------
+// After a record write commits, realtime clients subscribed to "hapta/changes" (the sidecars) get the
+// log head: a sidecar that has already read that far ignores it, others read the log now. Writes that
+// bypass records (raw SQL) announce nothing; the sidecars' poll finds them.
+const TOPIC = "hapta/changes";
+
+function announce(app) {
+  const clients = app.subscriptionsBroker().clients();
+  let msg = null;
+  for (const id in clients) {
+    const client = clients[id];
+    if (!client.hasSubscription(TOPIC)) continue;
+    if (msg === null) msg = new SubscriptionMessage({ name: TOPIC, data: JSON.stringify({ seq: head(app) }) });
+    client.send(msg);
+  }
+}
+
+module.exports.announce = announce;

@@ -2,6 +2,14 @@
 // replica file. The main thread only sends SQL with bound parameters and receives rows.
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
+import type { TaskResult } from './sql-worker.js';
+
+/** A query failed inside SQLite (or binding); `code` is SQLite's (SQLITE_ERROR, ...). */
+export class QueryError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
 
 export class QueryPool {
   private readonly pool: Piscina;
@@ -27,9 +35,17 @@ export class QueryPool {
     return this.path !== '';
   }
 
-  all<T = Record<string, unknown>>(sql: string, params: unknown[]): Promise<T[]> {
-    if (!this.path) return Promise.reject(new Error('replica not ready'));
-    return this.pool.run({ path: this.path, generation: this.generation, sql, params }) as Promise<T[]>;
+  /** Tasks waiting for a thread (for load shedding and metrics). */
+  get queued(): number {
+    return this.pool.queueSize;
+  }
+
+  /** Rows of `sql`; params are positional values or a single object of named ones. Throws QueryError. */
+  async all<T = Record<string, unknown>>(sql: string, params: unknown[]): Promise<T[]> {
+    if (!this.path) throw new QueryError('NOT_READY', 'replica not ready');
+    const res = (await this.pool.run({ path: this.path, generation: this.generation, sql, params })) as TaskResult;
+    if ('error' in res) throw new QueryError(res.error.code, res.error.message);
+    return res.rows as T[];
   }
 
   async close(): Promise<void> {

@@ -16,7 +16,7 @@ export interface Answer { status: number; body: string; empty?: boolean }
 const FORBIDDEN = 'Only superusers can perform this action.';
 
 /** checkForSuperuserOnlyRuleFields: a plain substring test on filter, then sort. */
-function checkSuperuserOnlyFields(info: RequestInfo): void {
+export function checkSuperuserOnlyFields(info: RequestInfo): void {
   if (info.requester.kind === 'superuser') return;
   for (const param of ['filter', 'sort']) {
     const v = info.query[param];
@@ -27,7 +27,7 @@ function checkSuperuserOnlyFields(info: RequestInfo): void {
   }
 }
 
-function listParams(info: RequestInfo): ListParams {
+export function listParams(info: RequestInfo): ListParams {
   const q = info.query;
   const p: ListParams = { page: 1, perPage: 30, skipTotal: false, sort: [], filter: q.filter ?? '' };
   const bad = () => new ResolveError('invalid search parameter');
@@ -53,14 +53,14 @@ function listParams(info: RequestInfo): ListParams {
   return p;
 }
 
-function enrich(store: ReplicaStore, catalog: Catalog, nodes: RecordNode[], info: RequestInfo): void {
+export function enrich(store: ReplicaStore, catalog: Catalog, nodes: RecordNode[], info: RequestInfo): void {
   resolveFlags(store, catalog, nodes, info);
   const expand = info.query.expand;
   if (expand && nodes.length > 0) new Expander(store, catalog, info).expand(nodes, expand.split(','));
 }
 
 /** Picked fields parsed up front so a picker error is known before anything is rendered. */
-function fieldsOf(info: RequestInfo) {
+export function fieldsOf(info: RequestInfo) {
   const raw = info.query.fields;
   if (!raw) return null;
   try {

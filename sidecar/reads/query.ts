@@ -100,10 +100,12 @@ export interface ListParams {
   filter: string;
 }
 
-export interface ListResult { rows: Row[]; page: number; perPage: number; totalItems: number; totalPages: number }
-
-/** recordsList: rule AND filter, sort, joins (+ joined collections' list rules), page and COUNT. */
-export function listRecords(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo, info: RequestInfo, p: ListParams, superuser: boolean): ListResult {
+/**
+ * The WHERE of a list request (listRule compiled for the requester AND the filter) on one resolver, as
+ * PocketBase builds it; the caller adds sort/joins and must call resolver.updateQuery(parts) last (it
+ * adds the joins and the list rules of joined collections). Also used by the feeds.
+ */
+export function listWhere(catalog: Catalog, coll: CollectionInfo, info: RequestInfo, filter: string, superuser: boolean): { ctx: BuildContext; parts: SelectParts; resolver: FieldResolver } {
   const ctx = newContext(catalog, info);
   const parts = new SelectParts(coll.spec.table);
   // One resolver for rule, filter and sort, as in PocketBase: their joins are shared by alias.
@@ -111,16 +113,24 @@ export function listRecords(store: ReplicaStore, catalog: Catalog, coll: Collect
   const rule = coll.c.listRule;
   if (!superuser && rule) parts.wheres.push(ctx.buildRule(rule, r));
   r.allowHidden = superuser;
-  if (p.filter !== '') {
+  if (filter !== '') {
     let node;
     try {
-      node = parseFilter(p.filter);
+      node = parseFilter(filter);
     } catch (e) {
       if (e instanceof FilterSyntaxError) throw new ResolveError(e.message);
       throw e;
     }
     parts.wheres.push(buildFilter(node, r));
   }
+  return { ctx, parts, resolver: r };
+}
+
+export interface ListResult { rows: Row[]; page: number; perPage: number; totalItems: number; totalPages: number }
+
+/** recordsList: rule AND filter, sort, joins (+ joined collections' list rules), page and COUNT. */
+export function listRecords(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo, info: RequestInfo, p: ListParams, superuser: boolean): ListResult {
+  const { ctx, parts, resolver: r } = listWhere(catalog, coll, info, p.filter, superuser);
   let random = false;
   for (const s of p.sort) {
     if (s.kind === 'random') { random = true; parts.orderBy.push('RANDOM()'); continue; }

@@ -1,0 +1,21 @@
+// Public entry of the ranked feeds: `createFeedRoutes` answers GET /api/hapta/feeds/{profile} from the
+// replica (ranking in the worker pool, PocketBase's rules, list shape, stable cursors).
+import type Koa from 'koa';
+import type { FeedProfile } from '../../config.js';
+import type { Replicator } from '../../replica/replicator.js';
+import type { Requester } from '../reads/request.js';
+import type { QueryPool } from './query-pool.js';
+import { feedRoutes, type FeedRoutesOptions } from './routes.js';
+
+export { QueryPool, QueryError } from './query-pool.js';
+export { feedIndexSpec, counterFor } from './profiles.js';
+export type { FeedRoutesOptions } from './routes.js';
+
+export function createFeedRoutes(opts: {
+  replicator: Replicator;
+  profiles: Record<string, FeedProfile>;
+  identify(ctx: Koa.Context): Promise<Requester>;
+  pool: QueryPool;
+} & Partial<Pick<FeedRoutesOptions, 'maxItems' | 'snapshotTtlMs' | 'maxSnapshots' | 'reuseMs'>>): Koa.Middleware {
+  return feedRoutes(opts);
+}

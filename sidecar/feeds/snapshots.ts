@@ -1,0 +1,106 @@
+// Ranked id lists frozen at one instant ("snapshots") so paging is stable while scores move, and the
+// cursors that point into them: snapshot id + offset, bound to the requester and HMAC-signed with a
+// per-process random key, so a cursor cannot be forged, edited or replayed by someone else.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { ScoreTerms } from './score.js';
+
+export interface Snapshot {
+  id: string;
+  /** Who may page through it (requesterKey), and what it ranks. */
+  owner: string;
+  profile: string;
+  filter: string;
+  match: string | null;
+  nowMs: number;
+  ids: string[];
+  terms: ScoreTerms[];
+  createdAt: number;
+}
+
+export interface SnapshotOptions {
+  /** How long a cursor stays valid. */
+  ttlMs: number;
+  /** Snapshots kept (least recently used dropped first). */
+  max: number;
+  /** A first page within this long of an identical one reuses its ranking (0: never). */
+  reuseMs: number;
+}
+
+const CURSOR = /^([A-Za-z0-9_-]{22})\.([0-9]{1,7})\.([A-Za-z0-9_-]{43})$/;
+
+export class SnapshotStore {
+  private readonly key = randomBytes(32);
+  private readonly byId = new Map<string, Snapshot>();
+  private readonly recent = new Map<string, Snapshot>();
+  private readonly building = new Map<string, Promise<Snapshot>>();
+
+  constructor(private readonly opts: SnapshotOptions) {}
+
+  /**
+   * The snapshot for a first page: a recent identical one (same owner, profile, filter and query), the
+   * one being built for a concurrent identical request, or a new one from `build`.
+   */
+  async obtain(reuseKey: string | null, build: () => Promise<Omit<Snapshot, 'id' | 'createdAt'>>): Promise<Snapshot> {
+    const now = Date.now();
+    if (reuseKey !== null && this.opts.reuseMs > 0) {
+      const hit = this.recent.get(reuseKey);
+      if (hit && now - hit.createdAt <= this.opts.reuseMs && this.byId.has(hit.id)) return this.touch(hit);
+      const pending = this.building.get(reuseKey);
+      if (pending) return pending;
+    }
+    const p = build().then((s) => this.add(reuseKey, s));
+    if (reuseKey !== null) {
+      this.building.set(reuseKey, p);
+      const done = () => { if (this.building.get(reuseKey) === p) this.building.delete(reuseKey); };
+      p.then(done, done);
+    }
+    return p;
+  }
+
+  private add(reuseKey: string | null, s: Omit<Snapshot, 'id' | 'createdAt'>): Snapshot {
+    const snap: Snapshot = { ...s, id: randomBytes(16).toString('base64url'), createdAt: Date.now() };
+    this.byId.set(snap.id, snap);
+    if (reuseKey !== null) this.recent.set(reuseKey, snap);
+    while (this.byId.size > this.opts.max) this.byId.delete(this.byId.keys().next().value as string);
+    if (this.recent.size > this.opts.max) this.recent.clear();
+    return snap;
+  }
+
+  private touch(s: Snapshot): Snapshot {
+    this.byId.delete(s.id);
+    this.byId.set(s.id, s);
+    return s;
+  }
+
+  private sign(id: string, offset: number, owner: string): string {
+    return createHmac('sha256', this.key).update(`${id}.${offset}.${owner}`).digest('base64url');
+  }
+
+  cursor(s: Snapshot, offset: number): string {
+    return `${s.id}.${offset}.${this.sign(s.id, offset, s.owner)}`;
+  }
+
+  /** The snapshot and offset of a cursor presented by `owner`; an error text when it is not valid. */
+  resolve(cursor: string, owner: string, profile: string): { snap: Snapshot; offset: number } | { error: 'invalid' | 'expired' } {
+    const m = cursor.length < 100 ? CURSOR.exec(cursor) : null;
+    if (!m) return { error: 'invalid' };
+    const [, id, off, sig] = m;
+    const offset = Number(off);
+    const expected = Buffer.from(this.sign(id, offset, owner));
+    const given = Buffer.from(sig);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { error: 'invalid' };
+    const snap = this.byId.get(id);
+    if (!snap || Date.now() - snap.createdAt > this.opts.ttlMs) {
+      this.byId.delete(id);
+      return { error: 'expired' };
+    }
+    if (snap.owner !== owner || snap.profile !== profile) return { error: 'invalid' };
+    return { snap: this.touch(snap), offset };
+  }
+
+  /** Forget everything (the replica file was replaced: rowids and counters are another file's). */
+  clear(): void {
+    this.byId.clear();
+    this.recent.clear();
+  }
+}

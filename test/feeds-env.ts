@@ -1,0 +1,162 @@
+// Test environment of the feed routes: a real PocketBase with the reference schema and seeded data, an
+// in-process sidecar (replica, sessions), and small Koa apps serving createFeedRoutes with the sidecar's
+// identity middleware, so callers sign in through the sidecar and present session keys.
+import Koa from 'koa';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { REFERENCE_FEEDS } from '../config.js';
+import { silentLogger } from '../replica/log.js';
+import { errorHandler, sendError } from '../sidecar/errors.js';
+import { createFeedRoutes, QueryPool } from '../sidecar/feeds/index.js';
+import { identity } from '../sidecar/identity.js';
+import { requesterFrom } from '../sidecar/requester.js';
+import { api, superuserToken } from './harness/dump.js';
+import { startPocketBase, SUPERUSER, type PocketBase } from './harness/pocketbase.js';
+import { batch, makeId, rng, seedReference, USER_PASSWORD, type Seeded } from './harness/seed.js';
+import { startSidecar, waitForSync, type TestSidecar } from './harness/sidecar.js';
+
+export interface Who {
+  name: string;
+  /** Sidecar session key ('' for anonymous). */
+  key: string;
+  /** PocketBase token ('' for anonymous). */
+  pbToken: string;
+  /** Record id ('' for anonymous). */
+  id: string;
+  superuser: boolean;
+}
+
+export interface FeedsEnv {
+  pb: PocketBase;
+  sidecar: TestSidecar;
+  pool: QueryPool;
+  superToken: string;
+  seeded: Seeded;
+  who: Who[];
+  /** Serves the feed routes with these extra options; returns the base URL. */
+  serve(extra?: { snapshotTtlMs?: number; reuseMs?: number; maxItems?: number }): Promise<string>;
+  stop(): Promise<void>;
+}
+
+async function login(url: string, collection: string, identity: string, password: string): Promise<{ token: string; id: string }> {
+  const res = await fetch(`${url}/api/collections/${collection}/auth-with-password`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ identity, password }),
+  });
+  if (!res.ok) throw new Error(`login ${identity}: ${res.status} ${await res.text()}`);
+  const body = (await res.json()) as { token: string; record: { id: string } };
+  return { token: body.token, id: body.record.id };
+}
+
+/** Words that occur only as whole words in seeded posts, so FTS and PocketBase's `~` agree. */
+export const WORDS = ['zebra', 'quokka', 'éclair'];
+
+export async function startFeedsEnv(): Promise<FeedsEnv> {
+  const pb = await startPocketBase();
+  const servers: Server[] = [];
+  let sidecar: TestSidecar | null = null;
+  const pool = new QueryPool(2);
+  try {
+    const superToken = await superuserToken(pb.url);
+    const seeded = await seedReference(pb.url, superToken, { users: 10, posts: 160, comments: 200, likes: 500, follows: 30 }, 31);
+    const rand = rng(99);
+    const u = seeded.users;
+    // Searchable posts (drafts among them) and blocks of popular authors by the first two users.
+    await batch(pb.url, superToken, Array.from({ length: 24 }, (_, i) => ({
+      method: 'POST' as const, url: '/api/collections/posts/records',
+      body: {
+        id: makeId(rand), title: `${WORDS[i % 3]} story ${i}`, body: `<p>${i % 2 ? WORDS[(i + 1) % 3] : 'plain'} text ${i}</p>`,
+        author: u[i % u.length].id, published: i % 4 !== 0, likes: 0,
+      },
+    })));
+    await batch(pb.url, superToken, [[0, 2], [0, 3], [1, 0], [1, 4]].map(([a, b]) => ({
+      method: 'POST' as const, url: '/api/collections/blocks/records', body: { blocker: u[a].id, blocked: u[b].id },
+    })));
+    // user0 follows a few authors (seeded follows are random; make sure there are some).
+    const follows = await api(pb.url, `/api/collections/follows/records?perPage=500&filter=${encodeURIComponent(`follower="${u[0].id}"`)}`, { token: superToken });
+    const have = new Set((follows.items as { following: string }[]).map((f) => f.following));
+    await batch(pb.url, superToken, [1, 2, 5].filter((i) => !have.has(u[i].id)).map((i) => ({
+      method: 'POST' as const, url: '/api/collections/follows/records', body: { follower: u[0].id, following: u[i].id },
+    })));
+    sidecar = await startSidecar(pb, { rateLimits: { enabled: false } });
+    await waitForSync(sidecar, 60_000);
+    pool.setReplica(sidecar.replicator.store!.path);
+
+    const who: Who[] = [{ name: 'anon', key: '', pbToken: '', id: '', superuser: false }];
+    for (const i of [0, 1]) {
+      const s = await login(sidecar.url, 'users', u[i].email, USER_PASSWORD);
+      const p = await login(pb.url, 'users', u[i].email, USER_PASSWORD);
+      who.push({ name: `user${i}`, key: s.token, pbToken: p.token, id: s.id, superuser: false });
+    }
+    const su = await login(sidecar.url, '_superusers', SUPERUSER.email, SUPERUSER.password);
+    who.push({ name: 'superuser', key: su.token, pbToken: superToken, id: su.id, superuser: true });
+
+    const sc = sidecar;
+    const serve = async (extra: { snapshotTtlMs?: number; reuseMs?: number; maxItems?: number } = {}) => {
+      const app = new Koa();
+      app.silent = true;
+      app.use(errorHandler(silentLogger));
+      app.use(identity(sc.sessions, { acceptPocketBaseTokens: false, clientIpHeader: 'X-Hapta-Client-IP' }));
+      app.use(createFeedRoutes({ replicator: sc.replicator, profiles: REFERENCE_FEEDS, identify: requesterFrom(sc.replicator), pool, ...extra }));
+      app.use((ctx) => sendError(ctx, 404, "The requested resource wasn't found."));
+      const server = createServer(app.callback());
+      await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+      servers.push(server);
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    };
+    return {
+      pb, sidecar: sc, pool, superToken, seeded, who, serve,
+      async stop() {
+        for (const s of servers) {
+          s.closeAllConnections();
+          await new Promise<void>((res) => s.close(() => res()));
+        }
+        await pool.close();
+        await sc.destroy();
+        await pb.destroy();
+      },
+    };
+  } catch (e) {
+    for (const s of servers) s.close();
+    await pool.close().catch(() => {});
+    await (sidecar as TestSidecar | null)?.destroy().catch(() => {});
+    await pb.destroy();
+    throw e;
+  }
+}
+
+export interface FeedPage { status: number; body: any }
+
+export async function feed(base: string, profile: string, params: Record<string, string>, w: Who): Promise<FeedPage> {
+  const qs = new URLSearchParams(params).toString();
+  const res = await fetch(`${base}/api/hapta/feeds/${profile}${qs ? `?${qs}` : ''}`, { headers: w.key ? { authorization: w.key } : {} });
+  const text = await res.text();
+  let body: unknown = text;
+  try { body = JSON.parse(text); } catch { /* left as text */ }
+  return { status: res.status, body };
+}
+
+/** Every page of a feed through its cursors: ids in order. */
+export async function allPages(base: string, profile: string, params: Record<string, string>, w: Who): Promise<string[]> {
+  const ids: string[] = [];
+  let page = await feed(base, profile, { perPage: '40', ...params }, w);
+  for (let n = 0; ; n++) {
+    if (page.status !== 200) throw new Error(`${profile} as ${w.name}: ${page.status} ${JSON.stringify(page.body)}`);
+    ids.push(...page.body.items.map((r: { id: string }) => r.id));
+    if (!page.body.cursor || n > 100) break;
+    page = await feed(base, profile, { perPage: '40', cursor: page.body.cursor }, w);
+  }
+  return ids;
+}
+
+/** Ids PocketBase lists for this identity and filter (every page). */
+export async function pbIds(env: FeedsEnv, filter: string, w: Who): Promise<string[]> {
+  const ids: string[] = [];
+  for (let page = 1; ; page++) {
+    const res = await fetch(`${env.pb.url}/api/collections/posts/records?perPage=500&page=${page}&fields=id&skipTotal=1&filter=${encodeURIComponent(filter)}`,
+      { headers: w.pbToken ? { authorization: w.pbToken } : {} });
+    if (!res.ok) throw new Error(`pocketbase ${res.status} ${await res.text()}`);
+    const items = ((await res.json()) as { items: { id: string }[] }).items;
+    ids.push(...items.map((i) => i.id));
+    if (items.length < 500) return ids;
+  }
+}
