@@ -28,6 +28,8 @@ export interface ReplicatorOptions {
   onSwap?: (store: ReplicaStore) => void;
 }
 
+const ANNOUNCE_DELAY_MS = 3;
+
 /** The log no longer continues what the replica holds: only a fresh copy is correct. */
 class RebuildNeeded extends Error {}
 
@@ -63,6 +65,7 @@ export class Replicator {
   }
 
   async stop(): Promise<void> {
+    if (this.announceTimer) clearTimeout(this.announceTimer);
     this.abort.abort();
     this.wake();
     await this.loop?.catch(() => {});
@@ -74,14 +77,30 @@ export class Replicator {
   /** The highest log position a read of the log has seen (applied, or being applied). */
   private seenSeq = 0;
 
+  /** The highest log head announced by PocketBase after a write. */
+  private announcedSeq = 0;
+  private announceTimer: NodeJS.Timeout | null = null;
+
   /**
-   * A write committed with the log head at `seq` after it: wake the loop unless a read of the log has
-   * already seen that far (that read applies it). Null: unknown, read the log.
+   * A write committed with the log head at `seq` after it. Nothing to do when a read of the log has
+   * already seen that far; otherwise the loop reads again (after its current read, if one is under
+   * way). Null: unknown, read the log.
    */
   announced(seq: number | null): void {
-    if (seq !== null && this.store && seq <= Math.max(this.seenSeq, this.store.position.seq)) return;
-    this.wake();
+    if (seq === null) return this.wake();
+    this.announcedSeq = Math.max(this.announcedSeq, seq);
+    this.announcedAt = performance.now();
+    if (this.announcedSeq <= this.seenSeq || this.pulling) return;
+    // A short delay lets the writer's own request (answered at about the same moment) join the same
+    // read of the log, and coalesces bursts; the replication lag pays at most this much for it.
+    this.announceTimer ??= setTimeout(() => {
+      this.announceTimer = null;
+      if (this.announcedSeq > this.seenSeq) this.wake();
+    }, ANNOUNCE_DELAY_MS);
   }
+
+  private pulling = false;
+  private announcedAt = 0;
 
   /** Asks the loop to read the log now (realtime event, write through the sidecar, ...). */
   wake(opts: { schema?: boolean } = {}): void {
@@ -113,12 +132,21 @@ export class Replicator {
     const backoff = new Backoff(100, 5000);
     const signal = this.abort.signal;
     while (!signal.aborted) {
-      const waiting = this.waiters;
-      this.waiters = [];
+      const waiting: Array<{ resolve: () => void }> = [];
       this.woken = false;
       try {
         if (!this.store) await this.open();
-        while (!signal.aborted && (await this.pullOnce())) { /* more in the log */ }
+        let more: boolean;
+        this.pulling = true;
+        try {
+          do {
+            // Waiters registered before this read of the log is sent are satisfied once it is applied.
+            waiting.push(...this.waiters.splice(0));
+            more = await this.pullOnce();
+          } while ((more || this.announcedSeq > this.seenSeq) && !signal.aborted);
+        } finally {
+          this.pulling = false;
+        }
         backoff.reset();
         for (const w of waiting) w.resolve();
       } catch (err) {
@@ -269,9 +297,17 @@ export class Replicator {
    */
   private async pullOnce(store: ReplicaStore = this.store!): Promise<boolean> {
     const { seq, anchor } = store.position;
+    const readAt = performance.now();
     const res = await this.source.readChanges(seq, this.opts.batchSize, true, this.abort.signal);
     if (res.instance !== store.instance) throw new RebuildNeeded('different PocketBase database');
-    if (store === this.store && res.changes.length > 0) this.seenSeq = Math.max(this.seenSeq, res.changes[res.changes.length - 1].seq);
+    if (store === this.store) {
+      // Everything up to the head read before these rows is covered once this batch is applied.
+      const last = res.changes.length > 0 ? res.changes[res.changes.length - 1].seq : 0;
+      this.seenSeq = Math.max(this.seenSeq, last, res.more ? 0 : res.head);
+      // An announcement received before this read and beyond everything the log holds is stale (a
+      // restored database): forget it rather than read again and again.
+      if (!res.more && this.announcedAt < readAt && this.announcedSeq > this.seenSeq) this.announcedSeq = this.seenSeq;
+    }
     const broken = this.continuity(seq, anchor, res);
     if (broken) throw new RebuildNeeded(broken);
 
