@@ -27,6 +27,7 @@ import { routeGuard } from './gate/route-guard.js';
 import { healthRoute, metricsRoute } from './health.js';
 import { identity, mapFileToken, upstreamIdentity } from './identity.js';
 import { Metrics } from './metrics.js';
+import { createFeedRoutes, QueryPool } from './feeds/index.js';
 import { feedIndexSpec } from './feeds/profiles.js';
 import { createProxy } from './proxy.js';
 import { createReadRoutes } from './reads/index.js';
@@ -78,6 +79,8 @@ export async function createSidecar(config: HaptaConfig, deps: SidecarDeps = {})
   const identityOpts = { acceptPocketBaseTokens: config.sessions.acceptPocketBaseTokens, clientIpHeader: config.gate.clientIpHeader };
 
   const indexSpec = feedIndexSpec(config.feeds);
+  // Feed queries run on worker threads with their own read-only connections to the replica file.
+  const feedPool = new QueryPool();
   const replicator = new Replicator(new ChangeSource(superuser, config.replica.consumerId), {
     dataDir,
     batchSize: config.replica.batchSize,
@@ -91,6 +94,7 @@ export async function createSidecar(config: HaptaConfig, deps: SidecarDeps = {})
     },
     onCopied: ({ collection }) => metrics.tableCopies.inc({ collection }),
     prepareStore: (store) => new FeedIndex(store, indexSpec).attach(),
+    onSwap: (store) => feedPool.setReplica(store.path),
   });
   // An auth record that changed or disappeared may have lost the right to its sessions.
   replicator.onApplied((changes) => {
@@ -129,6 +133,8 @@ export async function createSidecar(config: HaptaConfig, deps: SidecarDeps = {})
       return c?.id ?? null;
     },
   });
+  const identifyRequester = requesterFrom(replicator);
+  const feeds = createFeedRoutes({ replicator, profiles: config.feeds, identify: identifyRequester, pool: feedPool });
   const notFound = new Router();
   // The sync endpoints are PocketBase-internal: never reachable through the public port.
   notFound.all('/api/hapta-sync/{*rest}', (ctx) => sendError(ctx, 404, "The requested resource wasn't found."));
@@ -144,10 +150,11 @@ export async function createSidecar(config: HaptaConfig, deps: SidecarDeps = {})
   if (config.rateLimits.enabled) app.use(rateLimits({ rules: config.rateLimits, redis }));
   app.use(router.routes());
   app.use(auth.routes());
+  app.use(feeds);
   app.use(notFound.routes());
   const reads = createReadRoutes({
     replicator,
-    identify: requesterFrom(replicator),
+    identify: identifyRequester,
     onFallback: (reason) => metrics.readFallbacks.inc({ reason }),
   });
   // A PocketBase token passed through (HAPTA_ACCEPT_PB_TOKENS): only PocketBase knows who that is.
@@ -189,6 +196,7 @@ export async function createSidecar(config: HaptaConfig, deps: SidecarDeps = {})
       await watcher.stop();
       await waker.stop();
       await replicator.stop();
+      await feedPool.close();
       server.closeAllConnections();
       await new Promise<void>((res) => server.close(() => res()));
       await upstream.close();
