@@ -6,9 +6,10 @@ import {
   createIndexSql, createTableSql, encodeRecord, quoteIdent, ROWID_COLUMN, tableSpec,
   type PbCollection, type TableSpec,
 } from './schema.js';
+import { syncIndexes } from './indexes.js';
 
 /** Bump when the table layout changes: a replica of another format is rebuilt. */
-export const FORMAT_VERSION = '1';
+export const FORMAT_VERSION = '2';
 
 export interface ChangeRow {
   seq: number;
@@ -170,6 +171,7 @@ export class ReplicaStore {
       for (const p of previous) this.dropCollectionTable(p);
       this.db.exec(`ALTER TABLE ${quoteIdent(build)} RENAME TO ${quoteIdent(spec.table)}`);
       for (const sql of createIndexSql(spec)) this.db.exec(sql);
+      syncIndexes(this.db, spec, collection.indexes ?? []);
       this.db.prepare('INSERT INTO _hapta_collections (id, name, type, definition) VALUES (?, ?, ?, ?)')
         .run(collection.id, collection.name, collection.type, JSON.stringify(collection));
     })();
@@ -197,8 +199,11 @@ export class ReplicaStore {
 
   /** Rules or options changed but the table shape did not: only the stored definition changes. */
   updateDefinition(collection: PbCollection): void {
-    this.db.prepare('UPDATE _hapta_collections SET definition = ?, type = ? WHERE id = ?')
-      .run(JSON.stringify(collection), collection.type, collection.id);
+    this.db.transaction(() => {
+      this.db.prepare('UPDATE _hapta_collections SET definition = ?, type = ? WHERE id = ?')
+        .run(JSON.stringify(collection), collection.type, collection.id);
+      syncIndexes(this.db, tableSpec(collection), collection.indexes ?? []);
+    })();
     this.loadCatalog();
   }
 

@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { api, diffDumps, dumpPocketBase, dumpReplica, superuserToken } from './harness/dump.js';
 import { metricSum } from './harness/metrics.js';
+import { FORMAT_VERSION } from '../replica/store.js';
 import { TcpCutter } from './harness/net.js';
 import { startPocketBase, type PocketBase } from './harness/pocketbase.js';
 import { seedReference, USER_PASSWORD, type Seeded } from './harness/seed.js';
@@ -85,6 +86,22 @@ describe('replica', () => {
     }
   });
 
+  test("PocketBase's indexes are recreated on the replica's tables and used", async () => {
+    const sidecar = await startSidecar(pb);
+    try {
+      await waitForSync(sidecar);
+      const db = sidecar.replicator.store!.db;
+      const names = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE '_hapta_ix_%' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
+      for (const n of ['_hapta_ix_posts__idx_posts_created', '_hapta_ix_posts__idx_posts_author', '_hapta_ix_likes__idx_likes_post_user', '_hapta_ix_comments__idx_comments_post']) {
+        assert.ok(names.includes(n), `${n} in ${names.join(', ')}`);
+      }
+      const plan = (db.prepare('EXPLAIN QUERY PLAN SELECT id FROM posts ORDER BY created DESC LIMIT 20').all() as { detail: string }[]).map((r) => r.detail).join(' | ');
+      assert.match(plan, /_hapta_ix_posts__idx_posts_created/);
+    } finally {
+      await sidecar.destroy();
+    }
+  });
+
   test('the replica file can be opened read-only by another SQLite client while the sidecar runs', async () => {
     const sidecar = await startSidecar(pb);
     try {
@@ -139,7 +156,7 @@ describe('replica', () => {
     try {
       await assertConverged(pb, second, token);
       assert.ok((await counter(second, 'bootstrap')) > 0, 'the replica was copied anew');
-      assert.equal(second.replicator.store!.format, '1');
+      assert.equal(second.replicator.store!.format, FORMAT_VERSION);
     } finally {
       await second.destroy();
     }

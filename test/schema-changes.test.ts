@@ -126,13 +126,15 @@ describe('schema changes', () => {
     assert.ok(!columns('notes').includes('mood'));
   });
 
-  test('rules changed: definition updated without copying the table', async () => {
+  test('rules and indexes changed: definition and indexes updated without copying the table', async () => {
     const before = await copies('notes');
-    await api(pb.url, `/api/collections/${notesId}`, { method: 'PATCH', token, body: { listRule: '@request.auth.id != ""' } });
+    await api(pb.url, `/api/collections/${notesId}`, { method: 'PATCH', token, body: { listRule: '@request.auth.id != ""', indexes: ['CREATE INDEX `idx_notes_headline` ON `notes` (`headline` DESC)'] } });
     await converged();
     const def = sidecar.replicator.store!.entry(notesId)!.collection;
     assert.equal(def.listRule, '@request.auth.id != ""');
     assert.equal(await copies('notes'), before);
+    const idx = sidecar.replicator.store!.db.prepare("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = '_hapta_ix_notes__idx_notes_headline'").get() as { sql: string } | undefined;
+    assert.match(idx?.sql ?? '', /"headline" DESC/);
   });
 
   test('a collection renamed', async () => {
