@@ -22,7 +22,7 @@ import type { Requester } from '../sidecar/reads/index.js';
 import { api, superuserToken } from '../test/harness/dump.js';
 import { startPocketBase } from '../test/harness/pocketbase.js';
 import { makeId, rng } from '../test/harness/seed.js';
-import { table } from './stats.js';
+import { saveResult, table } from './stats.js';
 
 const CONNECTIONS = 50;
 
@@ -150,6 +150,7 @@ for (const reuseMs of [2000, 0]) {
 }
 console.log(`sizes: ${JSON.stringify(SIZES)}; ${CONNECTIONS} connections, ${DURATION} s per row, signed-in user (follows, blocks); ranking cap 1000`);
 console.log(table(['ranking', 'profile', 'page', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'loop delay p99 ms', 'loop delay max ms'], results));
+console.log(`saved ${saveResult('feeds', { sizes: SIZES, connections: CONNECTIONS, durationSeconds: DURATION, columns: ['ranking', 'profile', 'page', 'rps', 'p50', 'p99', 'errors', 'loopDelayP99', 'loopDelayMax'], rows: results, command: `npx tsx bench/feeds.ts ${process.argv.slice(2).join(' ')}` })}`);
 // Requests still queued when the load generator stopped are abandoned with the pool.
 process.on('unhandledRejection', () => {});
 await pool.close().catch(() => {});
