@@ -5,6 +5,7 @@
 import type Database from 'better-sqlite3';
 import type { ReplicaStore } from '../../replica/store.js';
 import { parseFilter, parseSort, FilterSyntaxError, type SortItem } from '../filter/index.js';
+import { Lru } from '../lru.js';
 import type { Catalog, CollectionInfo } from './catalog.js';
 import { ROWID } from './catalog.js';
 import { PbError, ResolveError, Unsupported } from './errors.js';
@@ -15,23 +16,7 @@ import { col, ParamBag, q, SelectParts } from './sql.js';
 
 export type Row = Record<string, unknown>;
 
-class Lru<V> {
-  private map = new Map<string, V>();
-  constructor(private readonly max: number) {}
-  get(k: string): V | undefined {
-    const v = this.map.get(k);
-    if (v !== undefined) { this.map.delete(k); this.map.set(k, v); }
-    return v;
-  }
-  set(k: string, v: V): void {
-    this.map.delete(k);
-    this.map.set(k, v);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value as string);
-  }
-  clear(): void { this.map.clear(); }
-}
-
-interface StoreCache { statements: Lru<Database.Statement>; results: Lru<unknown>; generation: number }
+interface StoreCache { statements: Lru<string, Database.Statement>; results: Lru<string, unknown>; generation: number }
 const caches = new WeakMap<ReplicaStore, StoreCache>();
 let generation = 0;
 

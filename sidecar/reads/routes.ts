@@ -69,8 +69,15 @@ function requesterKey(r: Requester): string {
   return r.kind === 'anonymous' ? 'a' : r.kind === 'superuser' ? `s:${String(r.record.id)}` : `r:${r.collectionId}:${String(r.record.id)}`;
 }
 
-function rulesCacheable(store: ReplicaStore): boolean {
-  return !store.collections().some((c) => [c.listRule, c.viewRule].some((r) => typeof r === 'string' && TIME_DEPENDENT.test(r)));
+/** Per catalog (a new one appears whenever the schema changes): no rule depends on time or headers. */
+const rulesCacheableByCatalog = new WeakMap<object, boolean>();
+function rulesCacheable(store: ReplicaStore, catalog: object): boolean {
+  let ok = rulesCacheableByCatalog.get(catalog);
+  if (ok === undefined) {
+    ok = !store.collections().some((c) => [c.listRule, c.viewRule].some((r) => typeof r === 'string' && TIME_DEPENDENT.test(r)));
+    rulesCacheableByCatalog.set(catalog, ok);
+  }
+  return ok;
 }
 
 export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
@@ -103,7 +110,7 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
     const catalogNow = catalogOf(store);
     if (catalogNow !== lastCatalog) { invalidateResults(); lastCatalog = catalogNow; }
     let answer: Answer | undefined;
-    const cacheKey = TIME_DEPENDENT.test(decodeSegment(ctx.querystring) ?? '@') || !rulesCacheable(store) ? '' : `${requesterKey(requester)}\u0000${ctx.url}`;
+    const cacheKey = TIME_DEPENDENT.test(decodeSegment(ctx.querystring) ?? '@') || !rulesCacheable(store, catalogNow) ? '' : `${requesterKey(requester)}\u0000${ctx.url}`;
     const cache = cacheKey ? answerCache(store) : null;
     answer = cache?.map.get(cacheKey);
     if (!answer) try {

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../replica/log.js';
 import { tokenExpiry, type Upstream, UpstreamError } from '../../replica/upstream.js';
 import { KeySigner, isSafeClaimValue, tokenFromHeader } from './token.js';
-import { Lru } from './lru.js';
+import { Lru } from '../lru.js';
 import { SecretBox } from './secret-box.js';
 import type { SessionStore, StoredSession } from './store.js';
 

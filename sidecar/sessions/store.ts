@@ -2,7 +2,7 @@
 // sidecar uses. The Redis store (redis-store.ts) implements the same interface for several sidecars.
 // PocketBase tokens are stored sealed (secret-box.ts); keys themselves are never stored, only their ids.
 import Database from 'better-sqlite3';
-import { Lru } from './lru.js';
+import { Lru } from '../lru.js';
 
 export interface StoredSession {
   sid: string;

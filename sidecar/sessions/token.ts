@@ -2,7 +2,7 @@
 // `collectionId` without verifying, signed by the sidecar. Parsing is strict: anything but exactly our
 // header, a valid signature and well-typed claims is "no token".
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { Lru } from './lru.js';
+import { Lru } from '../lru.js';
 
 export interface KeyClaims {
   collectionId: string;
