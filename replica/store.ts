@@ -3,7 +3,7 @@
 // transaction together with the new position, so a reader never sees a half-applied batch.
 import Database from 'better-sqlite3';
 import {
-  createIndexSql, createTableSql, encodeRecord, quoteIdent, ROWID_COLUMN, tableSpec,
+  createIndexSql, createTableSql, decodeRow, encodeRecord, quoteIdent, ROWID_COLUMN, tableSpec,
   type PbCollection, type TableSpec,
 } from './schema.js';
 import { syncIndexes } from './indexes.js';
@@ -38,6 +38,7 @@ export class ReplicaStore {
   readonly db: Database.Database;
   private catalog = new Map<string, CatalogEntry>();
   private statements = new Map<string, { upsert: Database.Statement; remove: Database.Statement }>();
+  private byIdStatements = new Map<string, Database.Statement>();
   /** Called with a collection's name after its table was replaced, created or dropped. */
   readonly tableListeners = new Set<(collection: string) => void>();
 
@@ -96,6 +97,7 @@ export class ReplicaStore {
   loadCatalog(): void {
     this.catalog.clear();
     this.statements.clear();
+    this.byIdStatements.clear();
     const exists = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_hapta_collections'").get();
     if (!exists) return;
     const rows = this.db.prepare('SELECT definition FROM _hapta_collections').all() as { definition: string }[];
@@ -256,6 +258,16 @@ export class ReplicaStore {
       this.setPosition(last.seq, last);
     })();
     return touchedCount;
+  }
+
+  /** One record as a superuser sees it through PocketBase's API, or null. */
+  record(collectionId: string, id: string): Record<string, unknown> | null {
+    const entry = this.catalog.get(collectionId);
+    if (!entry) return null;
+    let stmt = this.byIdStatements.get(collectionId);
+    if (!stmt) this.byIdStatements.set(collectionId, (stmt = this.db.prepare(`SELECT * FROM ${quoteIdent(entry.spec.table)} WHERE id = ?`)));
+    const row = stmt.get(id) as Record<string, unknown> | undefined;
+    return row ? decodeRow(entry.spec, row) : null;
   }
 
   /** Moves the position without data (e.g. after a batch made only of schema changes already handled). */

@@ -3,25 +3,9 @@
 // replica after one wait for the replica to catch up is anonymous, as PocketBase treats a token of a
 // deleted record.
 import type { Context } from 'koa';
-import type Database from 'better-sqlite3';
 import type { Replicator } from '../replica/replicator.js';
-import { decodeRow, quoteIdent } from '../replica/schema.js';
-import type { ReplicaStore } from '../replica/store.js';
 import type { Requester } from './reads/index.js';
 import type { Authenticated } from './sessions/manager.js';
-
-const statements = new WeakMap<ReplicaStore, Map<string, Database.Statement>>();
-
-function lookup(store: ReplicaStore, collectionId: string, id: string): Record<string, unknown> | null {
-  const entry = store.entry(collectionId);
-  if (!entry) return null;
-  let byTable = statements.get(store);
-  if (!byTable) statements.set(store, (byTable = new Map()));
-  let stmt = byTable.get(entry.spec.table);
-  if (!stmt) byTable.set(entry.spec.table, (stmt = store.db.prepare(`SELECT * FROM ${quoteIdent(entry.spec.table)} WHERE id = ?`)));
-  const row = stmt.get(id) as Record<string, unknown> | undefined;
-  return row ? decodeRow(entry.spec, row) : null;
-}
 
 export function requesterFrom(replicator: Replicator, waitMs = 1000) {
   return async function identifyRequester(ctx: Context): Promise<Requester> {
@@ -33,11 +17,11 @@ export function requesterFrom(replicator: Replicator, waitMs = 1000) {
     }
     let store = replicator.store;
     if (!store?.entry(s.collectionId)) return { kind: 'record', collectionId: s.collectionId, record: { id: s.recordId } };
-    let record = lookup(store, s.collectionId, s.recordId);
+    let record = store.record(s.collectionId, s.recordId);
     if (!record) {
       await Promise.race([replicator.syncAfterNow(), new Promise((r) => setTimeout(r, waitMs).unref())]);
       store = replicator.store;
-      record = store ? lookup(store, s.collectionId, s.recordId) : null;
+      record = store ? store.record(s.collectionId, s.recordId) : null;
     }
     return record ? { kind: 'record', collectionId: s.collectionId, record } : { kind: 'anonymous' };
   };

@@ -8,7 +8,6 @@ import { superuserToken } from './harness/dump.js';
 import { startPocketBase, type PocketBase } from './harness/pocketbase.js';
 import { seedReference, USER_PASSWORD, type Seeded } from './harness/seed.js';
 import { startSidecar, waitForSync, type TestSidecar } from './harness/sidecar.js';
-import { currentRecord } from '../sidecar/writes/index.js';
 import { createTestCollections, send, signIn, startWriteApp, type WriteApp } from './writes-harness.js';
 
 /** A TCP forwarder that holds every realtime request forever (the replica's wake-ups never come). */
@@ -68,7 +67,7 @@ describe('write routes: read-your-writes and hostile input', () => {
   const posts = '/api/collections/posts/records';
   const replicaHas = (id: string) => {
     const c = sidecar.replicator.store!.collections().find((x) => x.name === 'posts')!;
-    return currentRecord(sidecar.replicator.store!, c, id);
+    return sidecar.replicator.store!.record(c.id, id);
   };
 
   test('a write answered through the routes is already in the replica; a direct one is not', async () => {

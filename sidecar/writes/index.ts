@@ -4,7 +4,7 @@
 // replica has caught up. Anything else, or anything we cannot judge, goes on to the proxy.
 import type { Context, Middleware, Next } from 'koa';
 import type { Replicator } from '../../replica/replicator.js';
-import { decodeRow, quoteIdent, type PbCollection, type PbField } from '../../replica/schema.js';
+import { quoteIdent, type PbCollection, type PbField } from '../../replica/schema.js';
 import type { ReplicaStore } from '../../replica/store.js';
 import type { Upstream } from '../../replica/upstream.js';
 import { sendError } from '../errors.js';
@@ -56,13 +56,6 @@ export function targetOf(store: ReplicaStore, method: string, path: string): Tar
   return collection ? { collection, action, recordId } : null;
 }
 
-export function currentRecord(store: ReplicaStore, collection: PbCollection, id: string): Record<string, unknown> | null {
-  const entry = store.entry(collection.id);
-  if (!entry) return null;
-  const row = store.db.prepare(`SELECT * FROM ${quoteIdent(entry.spec.table)} WHERE id = ?`).get(id) as Record<string, unknown> | undefined;
-  return row ? decodeRow(entry.spec, row) : null;
-}
-
 export function relationExists(store: ReplicaStore) {
   return (f: PbField, ids: string[]): boolean => {
     const entry = typeof f.collectionId === 'string' ? store.entry(f.collectionId) : undefined;
@@ -93,7 +86,7 @@ export async function checkWrite(opts: WriteRoutesOptions, store: ReplicaStore, 
   // PocketBase tokens passed through: PocketBase knows who that is, we do not.
   if (ctx.state.passThroughAuth) return { body, changed };
   const rule = t.action === 'create' ? t.collection.createRule : t.action === 'update' ? t.collection.updateRule : t.collection.deleteRule;
-  const current = t.action === 'create' ? null : currentRecord(store, t.collection, t.recordId!);
+  const current = t.action === 'create' ? null : store.record(t.collection.id, t.recordId!);
   const verdict = ruleVerdict(rule, superuser, { authId: auth && !superuser ? auth.session.recordId : null, body, record: current });
   // A rule that certainly fails is answered as PocketBase answers it. Only for creates: an update or
   // delete rule reads the stored record, and the replica may not have its newest state yet, so
