@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { startReadsEnv } from '../test/reads-helpers.js';
+import { startReadsEnv } from '../test/reads-env.js';
 
 interface LoadSpec { url: string; path: string; headers: Record<string, string>; seconds: number; connections: number }
 interface LoadResult { rps: number; p50: number; p99: number; errors: number; non2xx: number }

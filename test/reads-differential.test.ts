@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { stringifyGo } from '../sidecar/reads/json.js';
 import { rng } from './harness/seed.js';
 import { createExtraCollections } from './reads-fixtures.js';
-import { both, startReadsEnv, type Identity, type ReadsEnv } from './reads-helpers.js';
+import { both, startReadsEnv, type Identity, type ReadsEnv } from './reads-env.js';
 
 let env: ReadsEnv;
 

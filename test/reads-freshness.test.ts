@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { api } from './harness/dump.js';
 import { waitForSync } from './harness/sidecar.js';
-import { both, startReadsEnv, type ReadsEnv } from './reads-helpers.js';
+import { both, startReadsEnv, type ReadsEnv } from './reads-env.js';
 
 let env: ReadsEnv;
 

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { rng } from './harness/seed.js';
-import { startReadsEnv, type ReadsEnv } from './reads-helpers.js';
+import { startReadsEnv, type ReadsEnv } from './reads-env.js';
 
 let env: ReadsEnv;
 
