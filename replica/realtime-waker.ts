@@ -14,14 +14,12 @@ export interface RealtimeWakerOptions {
   log: Logger;
   /** A write committed; `seq` is the log head just after it (null: unknown, read the log). */
   onChange: (seq: number | null) => void;
-  onConnect?: () => void;
 }
 
 export class RealtimeWaker {
   private abort = new AbortController();
   private current: AbortController | null = null;
   private loop: Promise<void> | null = null;
-  connected = false;
 
   constructor(private readonly opts: RealtimeWakerOptions) {}
 
@@ -46,7 +44,6 @@ export class RealtimeWaker {
       } catch (err) {
         if (!this.abort.signal.aborted) this.opts.log.debug('realtime stream ended', { error: (err as Error).message });
       }
-      this.connected = false;
       if (this.abort.signal.aborted) break;
       this.opts.onChange(null); // announcements may have been lost
       await sleep(backoff.next(), this.abort.signal);
@@ -84,9 +81,7 @@ export class RealtimeWaker {
     if (event === 'PB_CONNECT') {
       const { clientId } = JSON.parse(data) as { clientId: string };
       await this.opts.session.json('realtime', 'POST', '/api/realtime', { clientId, subscriptions: [CHANGES_TOPIC] });
-      this.connected = true;
       onHealthy();
-      this.opts.onConnect?.();
       this.opts.onChange(null); // catch up with what happened while disconnected
       return;
     }

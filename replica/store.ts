@@ -270,11 +270,6 @@ export class ReplicaStore {
     return row ? decodeRow(entry.spec, row) : null;
   }
 
-  /** Moves the position without data (e.g. after a batch made only of schema changes already handled). */
-  advance(last: ChangeRow): void {
-    this.setPosition(last.seq, last);
-  }
-
   tableNames(): string[] {
     return this.collections().map((c) => c.name);
   }
