@@ -52,4 +52,49 @@ describe('read path freshness', () => {
     await same(`/api/collections/posts/records/${created.id}`, 1);
     assert.deepEqual([...env.fallbacks], []);
   });
+
+  it('cached answers follow changes to every table they read: expands, joins, back-relations and the requester', { timeout: 60_000 }, async () => {
+    const user = env.identities[1];
+    const rule = 'published = true || author = @request.auth.id';
+    await api(env.pb.url, '/api/collections/posts', { method: 'PATCH', token: env.superToken, body: { listRule: rule } });
+    await waitForSync(env.sidecar);
+    const post = await api<{ id: string }>(env.pb.url, '/api/collections/posts/records', {
+      method: 'POST', token: user.token, body: { title: 'Dependency probe', author: user.id, published: true },
+    });
+    await waitForSync(env.sidecar);
+    const rename = async (name: string) => {
+      await api(env.pb.url, `/api/collections/users/records/${user.id}`, { method: 'PATCH', token: user.token, body: { name } });
+      await waitForSync(env.sidecar);
+    };
+
+    // An expand reads users.
+    const expanded = `/api/collections/posts/records/${post.id}?expand=author`;
+    assert.doesNotMatch(await same(expanded, 1), /Renamed Once/);
+    await rename('Renamed Once');
+    assert.match(await same(expanded, 1), /"name":"Renamed Once"/);
+
+    // A relation filter joins users.
+    const joined = '/api/collections/posts/records?perPage=50&sort=-created,id&filter=' + encodeURIComponent('author.name = "Renamed Twice"');
+    assert.match(await same(joined, 1), /"totalItems":0/);
+    await rename('Renamed Twice');
+    assert.match(await same(joined, 1), /Dependency probe/);
+
+    // A back-relation filter reads comments.
+    const back = '/api/collections/posts/records?perPage=50&sort=-created,id&filter=' + encodeURIComponent('comments_via_post.text ?~ "needle"');
+    assert.match(await same(back, 1), /"totalItems":0/);
+    await api(env.pb.url, '/api/collections/comments/records', { method: 'POST', token: user.token, body: { post: post.id, author: user.id, text: 'a needle here' } });
+    await waitForSync(env.sidecar);
+    assert.match(await same(back, 1), /Dependency probe/);
+
+    // A rule on the requester's own record: the answer changes when only that record does.
+    await api(env.pb.url, '/api/collections/posts', { method: 'PATCH', token: env.superToken, body: { listRule: '@request.auth.name = "Rule Fan"' } });
+    await waitForSync(env.sidecar);
+    const all = '/api/collections/posts/records?perPage=1&sort=-created,id';
+    assert.match(await same(all, 1), /"totalItems":0/);
+    await rename('Rule Fan');
+    assert.doesNotMatch(await same(all, 1), /"totalItems":0/);
+    await api(env.pb.url, '/api/collections/posts', { method: 'PATCH', token: env.superToken, body: { listRule: rule } });
+    await waitForSync(env.sidecar);
+    assert.deepEqual([...env.fallbacks], []);
+  });
 });

@@ -1,7 +1,7 @@
 // Builds and runs the SELECTs of the read path (list page + COUNT, view by id, records by ids for expand
 // and the manageRule email check) the way PocketBase's search provider and record queries shape them.
 // Statements are prepared once per SQL text (bounded LRU per replica connection); results of
-// deterministic queries are cached until the replica applies its next change.
+// deterministic queries are cached until the replica applies a change to a table they read.
 import type Database from 'better-sqlite3';
 import type { ReplicaStore } from '../../replica/store.js';
 import { parseFilter, parseSort, FilterSyntaxError, type SortItem } from '../filter/index.js';
@@ -16,24 +16,76 @@ import { col, ParamBag, q, SelectParts } from './sql.js';
 
 export type Row = Record<string, unknown>;
 
-interface StoreCache { statements: Lru<string, Database.Statement>; results: Lru<string, unknown>; generation: number }
+/**
+ * Result caching with per-table freshness. Each replica table has a version, bumped when the replica
+ * applies a change to it (`invalidateResults(tables)`); `invalidateResults()` makes everything stale
+ * (schema changes). A cached result remembers the tables its SQL reads, taken from the SQL text itself:
+ * every table the read path names is a quoted identifier, so the quoted identifiers of a statement are a
+ * superset of what it reads, and a change to any of them makes the result stale.
+ */
+let epoch = 0;
+const versions = new Map<string, number>();
+
+export function invalidateResults(tables?: Iterable<string>): void {
+  if (tables === undefined) { epoch++; return; }
+  for (const t of tables) versions.set(t, (versions.get(t) ?? 0) + 1);
+}
+
+/** The tables some results were computed from, with their versions at that moment. */
+export class ReadSet {
+  private epoch = epoch;
+  private readonly tables = new Map<string, number>();
+
+  add(tables: readonly string[]): void {
+    for (const t of tables) if (!this.tables.has(t)) this.tables.set(t, versions.get(t) ?? 0);
+  }
+
+  merge(other: ReadSet): void {
+    this.epoch = Math.min(this.epoch, other.epoch);
+    for (const [t, v] of other.tables) {
+      const mine = this.tables.get(t);
+      if (mine === undefined || v < mine) this.tables.set(t, v);
+    }
+  }
+
+  /** True while none of the tables changed since they were read. */
+  fresh(): boolean {
+    if (this.epoch !== epoch) return false;
+    for (const [t, v] of this.tables) if ((versions.get(t) ?? 0) !== v) return false;
+    return true;
+  }
+}
+
+let tracking: ReadSet | null = null;
+
+/** Runs `fn` and returns what it computed together with every table its queries read. */
+export function tracked<T>(fn: () => T): { value: T; reads: ReadSet } {
+  const outer = tracking;
+  const reads = new ReadSet();
+  tracking = reads;
+  try {
+    return { value: fn(), reads };
+  } finally {
+    tracking = outer;
+    outer?.merge(reads);
+  }
+}
+
+/** The quoted identifiers of a statement (tables among them). */
+function identifiers(sql: string): string[] {
+  const out = new Set<string>();
+  for (const m of sql.matchAll(/"((?:[^"]|"")*)"/g)) out.add(m[1].replace(/""/g, '"'));
+  return [...out];
+}
+
+interface Prepared { stmt: Database.Statement; tables: string[] }
+interface CachedResult { value: unknown; reads: ReadSet }
+interface StoreCache { statements: Lru<string, Prepared>; results: Lru<string, CachedResult> }
 const caches = new WeakMap<ReplicaStore, StoreCache>();
-let generation = 0;
-
-/** Called after every batch the replica applies: cached results are stale from then on. */
-export function invalidateResults(): void {
-  generation++;
-}
-
-/** Changes whenever cached results become stale (for caches kept elsewhere). */
-export function resultsGeneration(): number {
-  return generation;
-}
 
 function cacheOf(store: ReplicaStore): StoreCache {
   let c = caches.get(store);
-  if (!c) caches.set(store, (c = { statements: new Lru(500), results: new Lru(4000), generation }));
-  if (c.generation !== generation) { c.results.clear(); c.generation = generation; }
+  if (!c) caches.set(store, (c = { statements: new Lru(500), results: new Lru(4000) }));
   return c;
 }
 
@@ -44,16 +96,23 @@ function run<T>(store: ReplicaStore, sql: string, bag: ParamBag, mode: 'all' | '
   const key = cacheable ? sql + '\u0000' + JSON.stringify(bindings, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v)) : '';
   if (cacheable) {
     const hit = cache.results.get(key);
-    if (hit !== undefined) return hit as T;
-  }
-  let stmt = cache.statements.get(sql);
-  try {
-    if (!stmt) {
-      stmt = store.db.prepare(sql);
-      cache.statements.set(sql, stmt);
+    if (hit !== undefined && hit.reads.fresh()) {
+      tracking?.merge(hit.reads);
+      return hit.value as T;
     }
-    const out = (mode === 'all' ? stmt.all(bindings) : stmt.get(bindings)) as T;
-    if (cacheable) cache.results.set(key, out ?? null);
+  }
+  let prepared = cache.statements.get(sql);
+  try {
+    if (!prepared) {
+      prepared = { stmt: store.db.prepare(sql), tables: identifiers(sql) };
+      cache.statements.set(sql, prepared);
+    }
+    // The versions are taken before the query runs: a change applied later makes the result stale.
+    const reads = new ReadSet();
+    reads.add(prepared.tables);
+    const out = (mode === 'all' ? prepared.stmt.all(bindings) : prepared.stmt.get(bindings)) as T;
+    tracking?.merge(reads);
+    if (cacheable) cache.results.set(key, { value: out ?? null, reads });
     return out;
   } catch (e) {
     if ((e as { code?: string }).code?.startsWith('SQLITE_') || e instanceof RangeError || e instanceof TypeError) {

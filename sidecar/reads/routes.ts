@@ -8,8 +8,9 @@ import { catalogOf } from './catalog.js';
 import { PbError, Unsupported } from './errors.js';
 import { FieldsError } from './fields.js';
 import { list, view, type Answer } from './handlers.js';
-import { invalidateResults, resultsGeneration } from './query.js';
+import { invalidateResults, ReadSet, tracked } from './query.js';
 import type { ReplicaStore } from '../../replica/store.js';
+import { tableSpec } from '../../replica/schema.js';
 import { firstValues, parseGoQuery, requestHeaders, type Requester, type RequestInfo } from './request.js';
 
 export interface ReadRoutesOptions {
@@ -49,20 +50,40 @@ function emptyListThrottle(key: string): number {
 }
 
 /**
- * Whole answers, per replica, requester and URL, until the replica applies its next change. Only for
- * requests whose answer depends on nothing else: no @random, no time macros, no request headers in the
- * collection rules (those are evaluated per request).
+ * Whole answers, per replica, requester and URL, until the replica applies a change to a table the
+ * answer read (the requester's own auth collection included: rules read the requester's record). Only
+ * for requests whose answer depends on nothing else: no @random, no time macros, no request headers in
+ * the collection rules (those are evaluated per request).
  */
 const TIME_DEPENDENT = /@(now|second|minute|hour|weekday|day|month|year|yesterday|tomorrow|todayStart|todayEnd|monthStart|monthEnd|yearStart|yearEnd)\b|@random|@request\.headers/;
-interface AnswerCache { generation: number; map: Map<string, Answer>; bytes: number }
+interface AnswerCache { map: Map<string, { answer: Answer; reads: ReadSet }>; bytes: number }
 const answers = new WeakMap<ReplicaStore, AnswerCache>();
-const MAX_CACHED_ANSWERS = 2000;
-const MAX_CACHED_BYTES = 32 << 20;
+const MAX_CACHED_ANSWERS = 4000;
+const MAX_CACHED_BYTES = 64 << 20;
 
 function answerCache(store: ReplicaStore): AnswerCache {
   let c = answers.get(store);
-  if (!c || c.generation !== resultsGeneration()) answers.set(store, (c = { generation: resultsGeneration(), map: new Map(), bytes: 0 }));
+  if (!c) answers.set(store, (c = { map: new Map(), bytes: 0 }));
   return c;
+}
+
+const authTablesByCatalog = new WeakMap<object, string[]>();
+function authTables(store: ReplicaStore): string[] {
+  const catalog = catalogOf(store);
+  let tables = authTablesByCatalog.get(catalog);
+  if (!tables) authTablesByCatalog.set(catalog, (tables = store.collections().filter((c) => c.type === 'auth').map((c) => tableSpec(c).table)));
+  return tables;
+}
+
+/** Tables of the collections a batch of changes touched; undefined when the schema changed (all stale). */
+function changedTables(store: ReplicaStore | null, changes: readonly { coll: string }[]): string[] | undefined {
+  const tables = new Set<string>();
+  for (const ch of changes) {
+    if (ch.coll === '_collections') return undefined;
+    const entry = store?.entry(ch.coll);
+    if (entry) tables.add(entry.spec.table);
+  }
+  return [...tables];
 }
 
 function requesterKey(r: Requester): string {
@@ -81,7 +102,7 @@ function rulesCacheable(store: ReplicaStore, catalog: object): boolean {
 }
 
 export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
-  opts.replicator.onApplied(invalidateResults);
+  opts.replicator.onApplied((changes) => invalidateResults(changedTables(opts.replicator.store, changes)));
   // A collection copied whole (schema change) replaces data without a batch: drop cached results too.
   let lastCatalog: unknown = null;
   const fallback = async (reason: string, next: Koa.Next) => {
@@ -102,6 +123,9 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
     if (ctx.req.headers['content-length'] && ctx.req.headers['content-length'] !== '0') return fallback('request_body', next);
     if (ctx.req.headers['transfer-encoding']) return fallback('request_body', next);
 
+    // The auth tables' versions before the requester's record is read: rules read that record.
+    const identityReads = new ReadSet();
+    identityReads.add(authTables(opts.replicator.store));
     const requester = await opts.identify(ctx);
     // Read the store after the await: it may have been swapped meanwhile.
     const store = opts.replicator.store;
@@ -112,7 +136,8 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
     let answer: Answer | undefined;
     const cacheKey = TIME_DEPENDENT.test(decodeSegment(ctx.querystring) ?? '@') || !rulesCacheable(store, catalogNow) ? '' : `${requesterKey(requester)}\u0000${ctx.url}`;
     const cache = cacheKey ? answerCache(store) : null;
-    answer = cache?.map.get(cacheKey);
+    const cached = cache?.map.get(cacheKey);
+    if (cached && cached.reads.fresh()) answer = cached.answer;
     if (!answer) try {
       const query = firstValues(parseGoQuery(ctx.querystring));
       const info: RequestInfo = { context: 'default', method: 'GET', query, headers: requestHeaders(ctx.req), requester };
@@ -121,15 +146,17 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
       if (catalog !== lastCatalog) { invalidateResults(); lastCatalog = catalog; }
       const coll = catalog.find(collName);
       if (!coll) throw new Unsupported('collection_not_replicated');
+      let reads: ReadSet;
       if (id === null) {
-        answer = list(store, catalog, coll, info);
+        ({ value: answer, reads } = tracked(() => list(store, catalog, coll, info)));
         if (answer.empty !== undefined && requester.kind !== 'superuser' && coll.c.listRule && query.filter) {
           const delay = answer.empty ? emptyListThrottle(`${coll.c.id}|${(ctx.state.clientIp as string | undefined) ?? ctx.ip}`) : 0;
           if (delay) await new Promise((r) => setTimeout(r, delay));
         }
       } else {
-        answer = view(store, catalog, coll, info, id);
+        ({ value: answer, reads } = tracked(() => view(store, catalog, coll, info, id)));
       }
+      if (requester.kind === 'record') reads.merge(identityReads);
       // Empty filtered lists are not kept: each one goes through PocketBase's timing guard above.
       if (cache && answer.status === 200 && !answer.empty) {
         const size = answer.body.length;
@@ -137,7 +164,7 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
           cache.map.clear();
           cache.bytes = 0;
         }
-        cache.map.set(cacheKey, answer);
+        cache.map.set(cacheKey, { answer, reads });
         cache.bytes += size;
       }
     } catch (e) {
