@@ -51,6 +51,11 @@ export class PocketBase {
     return `http://127.0.0.1:${this.port}`;
   }
 
+  /** The running process's pid (benchmarks read its CPU time), or null when stopped. */
+  get pid(): number | null {
+    return this.child?.pid ?? null;
+  }
+
   /** Lays out migrations and hooks (copies, so automigrate never writes into the project). */
   prepare(): void {
     mkdirSync(this.dataDir, { recursive: true });

@@ -54,6 +54,11 @@ export interface SeedCounts {
 export interface Seeded {
   users: { id: string; email: string; password: string }[];
   posts: string[];
+  /** `post + user` of every like and `follower + following` of every follow created. */
+  likePairs: Set<string>;
+  followPairs: Set<string>;
+  /** Posts created unpublished. */
+  drafts: Set<string>;
 }
 
 export const USER_PASSWORD = 'seed-password-1';
@@ -69,11 +74,12 @@ export async function seedReference(url: string, token: string, counts: SeedCoun
   })), { chunk: 20, onProgress: (d) => onProgress?.('users', d) });
   const tags = ['news', 'tech', 'fun', 'misc'];
   const posts = Array.from({ length: counts.posts }, () => makeId(rand));
+  const drafts = new Set<string>();
   await batch(url, token, posts.map((id, i) => ({
     method: 'POST', url: '/api/collections/posts/records',
     body: {
       id, title: `Post ${i} about ${tags[i % 4]}`, body: `<p>Body of post ${i}. ${'lorem ipsum '.repeat(1 + (i % 5))}</p>`,
-      author: users[skewed(users.length)].id, published: rand() < 0.8, tags: tags.filter(() => rand() < 0.3).slice(0, 3),
+      author: users[skewed(users.length)].id, published: rand() < 0.8 ? true : (drafts.add(id), false), tags: tags.filter(() => rand() < 0.3).slice(0, 3),
       category: ['a', 'b', 'c'][i % 3], likes: 0, meta: { n: i, flag: i % 2 === 0 }, secret: `s${i}`,
       published_at: new Date(Date.UTC(2026, 0, 1) + i * 60_000).toISOString(),
     },
@@ -102,5 +108,5 @@ export async function seedReference(url: string, token: string, counts: SeedCoun
     follows.push({ method: 'POST', url: '/api/collections/follows/records', body: { follower: a, following: b } });
   }
   await batch(url, token, follows, { onProgress: (d) => onProgress?.('follows', d) });
-  return { users, posts };
+  return { users, posts, likePairs, followPairs, drafts };
 }

@@ -17,10 +17,10 @@ export interface SidecarProcess {
   stop(): Promise<void>;
 }
 
-export async function startSidecarProcess(pb: PocketBase, env: Record<string, string> = {}, opts: { dataDir?: string; port?: number } = {}): Promise<SidecarProcess> {
+export async function startSidecarProcess(pb: PocketBase, env: Record<string, string> = {}, opts: { dataDir?: string; port?: number; nodeArgs?: string[] } = {}): Promise<SidecarProcess> {
   const port = opts.port ?? (await freePort());
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'hapta-sidecar-'));
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'sidecar/server.ts'], {
+  const child: ChildProcess = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', 'sidecar/server.ts'], {
     cwd: projectRoot,
     env: {
       ...process.env, HAPTA_PORT: String(port), PB_URL: pb.url, HAPTA_DATA_DIR: dataDir, PB_SUPERUSER_EMAIL: SUPERUSER.email,

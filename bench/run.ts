@@ -1,0 +1,300 @@
+// The headline benchmark (`npm run bench`): a social app's traffic against PocketBase direct and through
+// the sidecar, in one run, on the same data.
+//   1. Seeds the reference schema through PocketBase's API (batch, as a superuser), with skew.
+//   2. Builds one request plan (mix.ts) and replays it (replay.ts, its own process) against:
+//      PocketBase direct; one sidecar; a bare Node server answering the sidecar's bodies (the floor);
+//      two sidecars sharing Redis behind a round-robin TCP balancer.
+//   3. Counts what PocketBase received from its own request log (_logs in auxiliary.db), samples CPU and
+//      RSS of every process, and probes replication lag while the mix runs.
+//   4. Writes bench/results/headline.json and bench/results/headline.svg and prints the tables.
+// Options (defaults in brackets): --users [1000] --posts [100000] --likes [500000] --comments [100000]
+// --follows [30000] --requests [50000] --signed-in [300] --anonymous [200] --write-share [0.02]
+// --concurrency [50] --data <dir> (keep the seeded PocketBase there and reuse it next time) --seed-only --no-pair.
+import Database from 'better-sqlite3';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { projectRoot } from '../scripts/pocketbase-binary.js';
+import { api, superuserToken } from '../test/harness/dump.js';
+import { startPocketBase, type PocketBase } from '../test/harness/pocketbase.js';
+import { seedReference, USER_PASSWORD } from '../test/harness/seed.js';
+import { startSidecarProcess, type SidecarProcess } from '../test/harness/sidecar-process.js';
+import { chartSvg } from './chart.js';
+import { buildPlan, WRITE_KINDS, type Kind, type MixData } from './mix.js';
+import { watch, type Usage } from './procstat.js';
+import type { ReplayResult, ReplaySpec } from './replay.js';
+import { saveResult, summary, table } from './stats.js';
+
+function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i === -1 ? def : Number(process.argv[i + 1]);
+}
+const SIZES = { users: arg('users', 1000), posts: arg('posts', 100_000), likes: arg('likes', 500_000), comments: arg('comments', 100_000), follows: arg('follows', 30_000) };
+const MIX = { requests: arg('requests', 50_000), signedIn: arg('signed-in', 300), anonymous: arg('anonymous', 200), writeShare: arg('write-share', 0.02), seed: 7 };
+const CONCURRENCY = arg('concurrency', 50);
+const dataArg = process.argv.indexOf('--data');
+const DATA_DIR = dataArg === -1 ? null : process.argv[dataArg + 1];
+const PAIR = !process.argv.includes('--no-pair');
+const REDIS_URL = 'redis://127.0.0.1:6379/8';
+
+const work = mkdtempSync(join(tmpdir(), 'hapta-bench-'));
+const log = (s: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
+
+interface SeedFile { sizes: typeof SIZES; users: { id: string; email: string }[]; posts: string[]; likePairs: string[]; followPairs: string[]; drafts: string[] }
+
+async function pocketbase(): Promise<{ pb: PocketBase; data: MixData & { users: { id: string; email: string }[] } }> {
+  const baseDir = DATA_DIR ?? join(work, 'pb');
+  mkdirSync(baseDir, { recursive: true });
+  const seedFile = join(baseDir, 'hapta-bench-seed.json');
+  const previous = existsSync(seedFile) ? (JSON.parse(readFileSync(seedFile, 'utf8')) as SeedFile) : null;
+  if (previous && (JSON.stringify(previous.sizes) !== JSON.stringify(SIZES) || !previous.drafts)) throw new Error(`${baseDir} holds data seeded with other sizes: use another --data directory`);
+  const reuse = previous !== null;
+  const pb = await startPocketBase({ baseDir, automigrate: false });
+  if (!reuse) {
+    log(`seeding through PocketBase's batch API: ${JSON.stringify(SIZES)}`);
+    const t0 = Date.now();
+    let last = 0;
+    const seeded = await seedReference(pb.url, await superuserToken(pb.url), SIZES, 1, (what, done) => {
+      if (Date.now() - last > 5000) { last = Date.now(); log(`  ${what}: ${done}`); }
+    });
+    const seconds = (Date.now() - t0) / 1000;
+    const total = Object.values(SIZES).reduce((a, b) => a + b, 0);
+    log(`seeded ${total} records in ${seconds.toFixed(0)} s (${Math.round(total / seconds)}/s)`);
+    const file: SeedFile = { sizes: SIZES, users: seeded.users.map(({ id, email }) => ({ id, email })), posts: seeded.posts, likePairs: [...seeded.likePairs], followPairs: [...seeded.followPairs], drafts: [...seeded.drafts] };
+    writeFileSync(seedFile, JSON.stringify(file));
+  } else {
+    log(`reusing the seeded PocketBase in ${baseDir}`);
+  }
+  const f = JSON.parse(readFileSync(seedFile, 'utf8')) as SeedFile;
+  return { pb, data: { users: f.users, posts: f.posts, likePairs: new Set(f.likePairs), followPairs: new Set(f.followPairs), drafts: new Set(f.drafts ?? []) } };
+}
+
+function child(script: string, args: string[]): { proc: ChildProcess; output: Promise<string>; firstLine: Promise<string> } {
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, 'bench', script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  let resolveLine: (s: string) => void;
+  const firstLine = new Promise<string>((r) => (resolveLine = r));
+  proc.stdout!.on('data', (b: Buffer) => {
+    out += b.toString();
+    if (out.includes('\n')) resolveLine(out.split('\n')[0]);
+  });
+  const output = new Promise<string>((resolve, reject) => proc.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${script} exited ${code}`)))));
+  output.catch(() => {}); // servers (floor, balancer) are killed; replays are awaited
+  return { proc, output, firstLine };
+}
+
+/** Replays the plan in a child process while watching CPU and memory of `pids` and of the generator. */
+async function replay(spec: Omit<ReplaySpec, 'users' | 'concurrency'>, users: { email: string }[], pids: Record<string, number>): Promise<{ result: ReplayResult; usage: Record<string, Usage>; from: string; to: string }> {
+  const file = join(work, `spec-${spec.tag}.json`);
+  writeFileSync(file, JSON.stringify({ ...spec, concurrency: CONCURRENCY, announce: true, users: users.map((u) => ({ email: u.email, password: USER_PASSWORD })) }));
+  const from = new Date().toISOString();
+  const c = child('replay.ts', [file]);
+  await c.firstLine; // signed in: the timed part starts
+  const w = watch(pids);
+  const out = await c.output;
+  const usage = w.stop();
+  const result = JSON.parse(out.split('\n')[1]) as ReplayResult;
+  usage['load generator'] = { cpuSeconds: result.generatorCpuSeconds, cores: result.generatorCpuSeconds / result.seconds, rssPeakMiB: NaN, rssEndMiB: NaN };
+  return { result, usage, from, to: new Date().toISOString() };
+}
+
+/** Requests PocketBase logged between two instants, by what they were. */
+function pocketbaseRequests(pb: PocketBase, from: string, to: string): Record<string, number> {
+  const db = new Database(join(pb.dataDir, 'auxiliary.db'), { readonly: true, fileMustExist: true });
+  try {
+    const pbTime = (iso: string) => iso.replace('T', ' ');
+    const rows = db.prepare(`SELECT json_extract(data, '$.method') AS method, json_extract(data, '$.url') AS url, COUNT(*) AS n FROM _logs
+      WHERE json_extract(data, '$.type') = 'request' AND created >= ? AND created <= ? GROUP BY 1, 2`).all(pbTime(from), pbTime(to)) as { method: string; url: string; n: number }[];
+    const out: Record<string, number> = { reads: 0, writes: 0, auth: 0, replication: 0, 'lag probe': 0, other: 0, total: 0 };
+    for (const r of rows) {
+      const path = r.url.split('?')[0];
+      let k = 'other';
+      if (path.startsWith('/api/hapta-sync/') || path.startsWith('/api/realtime') || path === '/api/collections' || path.startsWith('/api/collections?')) k = 'replication';
+      else if (path.startsWith('/api/collections/audit_log/')) k = 'lag probe';
+      else if (/\/auth-|\/request-|\/confirm-/.test(path)) k = 'auth';
+      else if (path.startsWith('/api/batch') || (/^\/api\/collections\/[^/]+\/records/.test(path) && r.method !== 'GET')) k = 'writes';
+      else if (/^\/api\/(collections\/[^/]+\/records|files)/.test(path)) k = 'reads';
+      out[k] += r.n;
+      out.total += r.n;
+    }
+    return out;
+  } finally {
+    db.close();
+  }
+}
+
+/** Replication lag: a superuser writes to PocketBase, then asks the sidecar until the record is there. */
+function lagProbe(pbUrl: string, pbToken: string, sidecarUrl: string, sidecarToken: string): { stop(): Promise<number[]> } {
+  const lags: number[] = [];
+  let running = true;
+  const loop = (async () => {
+    let n = 0;
+    while (running) {
+      const id = `lagprobe${String(n++).padStart(7, '0')}`.slice(0, 15);
+      const rec = await api(pbUrl, '/api/collections/audit_log/records', { method: 'POST', token: pbToken, body: { id, action: 'create', payload: { probe: n } } }).catch(() => null);
+      if (rec) {
+        const t0 = performance.now();
+        for (let i = 0; i < 5000; i++) {
+          const res = await fetch(`${sidecarUrl}/api/collections/audit_log/records/${id}`, { headers: { authorization: sidecarToken } });
+          await res.arrayBuffer();
+          if (res.status === 200) { lags.push(performance.now() - t0); break; }
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  })();
+  return { async stop() { running = false; await loop; return lags; } };
+}
+
+async function sidecarUpstream(url: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${url}/api/hapta/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^hapta_(upstream_requests_total|read_fallback_total)\{([^}]*)\} (\S+)$/gm)) {
+    const label = /(?:purpose|reason)="([^"]*)"/.exec(m[2])?.[1] ?? '';
+    const key = `${m[1] === 'read_fallback_total' ? 'fallback' : 'upstream'}:${label}`;
+    out[key] = (out[key] ?? 0) + Number(m[3]);
+  }
+  return out;
+}
+
+const sidecarEnv = (extra: Record<string, string> = {}) => ({ HAPTA_TRUSTED_PROXIES: 'loopback', HAPTA_WATCH_MIGRATIONS: 'false', HAPTA_LOG_LEVEL: 'warn', ...extra });
+// BENCH_SIDECAR_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the sidecars.
+const nodeArgs = process.env.BENCH_SIDECAR_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+
+interface TargetReport { name: string; result: ReplayResult; usage: Record<string, Usage>; pocketbase?: Record<string, number>; lagMs?: ReturnType<typeof summary>; sidecarCounters?: Record<string, number> }
+
+async function main(): Promise<void> {
+  const { pb, data } = await pocketbase();
+  if (process.argv.includes('--seed-only')) { await pb.stop(); return; }
+  const reports: TargetReport[] = [];
+  let sidecar: SidecarProcess | null = null;
+  const extra: SidecarProcess[] = [];
+  const children: ChildProcess[] = [];
+  try {
+    const plan = buildPlan(data, MIX);
+    const warm = buildPlan(data, { ...MIX, requests: 3000, seed: 8, readOnly: true });
+    const planFile = join(work, 'plan.json');
+    const warmFile = join(work, 'warm.json');
+    writeFileSync(planFile, JSON.stringify(plan));
+    writeFileSync(warmFile, JSON.stringify(warm));
+    const counts: Record<string, number> = {};
+    for (const s of plan) for (const r of s.requests) counts[r.kind] = (counts[r.kind] ?? 0) + 1;
+    const planned = Object.values(counts).reduce((a, b) => a + b, 0);
+    log(`plan: ${planned} requests in ${plan.length} sessions; ${JSON.stringify(counts)}`);
+    const suPb = await superuserToken(pb.url);
+    const settle = () => new Promise((r) => setTimeout(r, 4000)); // PocketBase writes its request log in batches
+
+    // 1. PocketBase direct.
+    log('PocketBase direct: warm-up');
+    await replay({ url: pb.url, mode: 'direct', planFile: warmFile, tag: 'w' }, data.users, {});
+    log('PocketBase direct: measured run');
+    const direct = await replay({ url: pb.url, mode: 'direct', planFile, tag: 'p' }, data.users, { PocketBase: pb.pid! });
+    await settle();
+    reports.push({ name: 'PocketBase direct', result: direct.result, usage: direct.usage, pocketbase: pocketbaseRequests(pb, direct.from, direct.to) });
+    log(`  ${Math.round(direct.result.rps)} req/s, p99 ${direct.result.overall.p99.toFixed(1)} ms`);
+
+    // 2. One sidecar.
+    log('sidecar: starting (replica bootstrap)');
+    const t0 = Date.now();
+    sidecar = await startSidecarProcess(pb, sidecarEnv(), { nodeArgs });
+    log(`  ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    await replay({ url: sidecar.url, mode: 'sidecar', planFile: warmFile, tag: 'x' }, data.users, {});
+    const before = await sidecarUpstream(sidecar.url);
+    const probe = lagProbe(pb.url, suPb, sidecar.url, await superuserToken(sidecar.url));
+    log('sidecar: measured run');
+    const captureFile = join(work, 'capture.json');
+    const one = await replay({ url: sidecar.url, mode: 'sidecar', planFile, tag: 's', captureFile }, data.users, { PocketBase: pb.pid!, sidecar: sidecar.pid });
+    const lags = await probe.stop();
+    const after = await sidecarUpstream(sidecar.url);
+    await settle();
+    reports.push({
+      name: 'sidecar', result: one.result, usage: one.usage, pocketbase: pocketbaseRequests(pb, one.from, one.to), lagMs: summary(lags),
+      sidecarCounters: Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => (v as number) > 0)),
+    });
+    log(`  ${Math.round(one.result.rps)} req/s, p99 ${one.result.overall.p99.toFixed(1)} ms`);
+
+    // 3. The floor: bare Node with the sidecar's bodies.
+    const floor = child('floor.ts', [captureFile]);
+    children.push(floor.proc);
+    const floorUrl = `http://127.0.0.1:${(await floor.firstLine).trim()}`;
+    log('floor: measured run');
+    const bare = await replay({ url: floorUrl, mode: 'floor', planFile, tag: 'f' }, data.users, { 'floor server': floor.proc.pid! });
+    reports.push({ name: 'Node floor', result: bare.result, usage: bare.usage });
+    floor.proc.kill();
+
+    // 4. Two sidecars sharing Redis behind a round-robin balancer.
+    if (PAIR) {
+      await sidecar.stop();
+      sidecar = null;
+      const redis = new Redis(REDIS_URL);
+      await redis.flushdb();
+      redis.disconnect();
+      log('two sidecars with Redis: starting');
+      const env = sidecarEnv({ HAPTA_REDIS_URL: REDIS_URL });
+      const a = await startSidecarProcess(pb, { ...env, HAPTA_CONSUMER_ID: 'bench_a' }, { nodeArgs });
+      extra.push(a);
+      const b = await startSidecarProcess(pb, { ...env, HAPTA_CONSUMER_ID: 'bench_b' }, { nodeArgs });
+      extra.push(b);
+      const lb = child('balancer.ts', [a.url.split(':').pop()!, b.url.split(':').pop()!]);
+      children.push(lb.proc);
+      const lbUrl = `http://127.0.0.1:${(await lb.firstLine).trim()}`;
+      await replay({ url: lbUrl, mode: 'sidecar', planFile: warmFile, tag: 'y' }, data.users, {});
+      const probe2 = lagProbe(pb.url, suPb, lbUrl, await superuserToken(lbUrl));
+      log('two sidecars: measured run');
+      const two = await replay({ url: lbUrl, mode: 'sidecar', planFile, tag: 'r' }, data.users, { PocketBase: pb.pid!, 'sidecar A': a.pid, 'sidecar B': b.pid, balancer: lb.proc.pid! });
+      const lags2 = await probe2.stop();
+      await settle();
+      reports.push({ name: '2 sidecars + Redis', result: two.result, usage: two.usage, pocketbase: pocketbaseRequests(pb, two.from, two.to), lagMs: summary(lags2) });
+      log(`  ${Math.round(two.result.rps)} req/s, p99 ${two.result.overall.p99.toFixed(1)} ms`);
+    }
+
+    print(reports, counts, planned);
+  } finally {
+    for (const c of children) c.kill();
+    await sidecar?.stop().catch(() => {});
+    for (const s of extra) await s.stop().catch(() => {});
+    await pb.stop();
+    rmSync(work, { recursive: true, force: true }); // with --data, the seeded PocketBase lives elsewhere
+  }
+}
+
+function print(reports: TargetReport[], counts: Record<string, number>, planned: number): void {
+  const [direct, one] = reports;
+  const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+  const overall = reports.map((r) => [r.name, Math.round(r.result.rps), r.result.overall.p50, r.result.overall.p95, r.result.overall.p99, r.result.overall.errors,
+    r.name === direct.name ? '1.0x' : `${(r.result.rps / direct.result.rps).toFixed(1)}x`,
+    r.name === direct.name ? '1.0x' : `${(direct.result.overall.p99 / r.result.overall.p99).toFixed(1)}x`]);
+  console.log(`\n${planned} requests (${Object.entries(counts).filter(([k]) => WRITE_KINDS.has(k as Kind)).reduce((a, [, n]) => a + n, 0)} writes), ${MIX.signedIn} signed-in + ${MIX.anonymous} anonymous visitors, ${CONCURRENCY} concurrent; data ${JSON.stringify(SIZES)}\n`);
+  console.log(table(['target', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'throughput vs PB', 'p99 PB/this'], overall));
+
+  const kinds = Object.keys(counts) as Kind[];
+  console.log('\nper request type (p50 / p99 ms)\n');
+  console.log(table(['type', 'count', ...reports.map((r) => r.name)], kinds.map((k) => [k, counts[k], ...reports.map((r) => {
+    const x = r.result.kinds[k];
+    return x ? `${x.p50.toFixed(1)} / ${x.p99.toFixed(1)}${x.errors ? ` (${x.errors} err)` : ''}` : '-';
+  })])));
+
+  const cats = ['reads', 'writes', 'auth', 'replication', 'lag probe', 'other', 'total'];
+  const withPb = reports.filter((r) => r.pocketbase);
+  console.log("\nrequests PocketBase received (its own request log, sign-ins included)\n");
+  console.log(table(['target', ...cats], withPb.map((r) => [r.name, ...cats.map((c) => r.pocketbase![c] ?? 0)])));
+
+  const usageRows: (string | number)[][] = [];
+  for (const r of reports) for (const [proc, u] of Object.entries(r.usage)) usageRows.push([r.name, proc, u.cpuSeconds, u.cores, Math.round(u.rssPeakMiB)]);
+  console.log('\nCPU and memory during the measured run\n');
+  console.log(table(['target', 'process', 'CPU s', 'cores busy', 'peak RSS MiB'], usageRows));
+  for (const r of reports) if (r.lagMs) console.log(`replication lag under the mix (${r.name}): p50 ${r.lagMs.p50.toFixed(1)} ms, p99 ${r.lagMs.p99.toFixed(1)} ms, max ${r.lagMs.max.toFixed(1)} ms (${r.lagMs.n} probes)`);
+  if (one.sidecarCounters) console.log(`sidecar's own counters during its run: ${JSON.stringify(one.sidecarCounters)}`);
+  for (const r of reports) if (r.result.errorSamples.length) console.log(`errors (${r.name}), first ones:\n  ${r.result.errorSamples.slice(0, 5).join('\n  ')}`);
+
+  const subtitle = `${planned} requests, ${MIX.writeShare * 100}% writes, ${CONCURRENCY} concurrent, ${SIZES.posts.toLocaleString('en-US')} posts / ${SIZES.likes.toLocaleString('en-US')} likes; one 2-core machine`;
+  const svg = chartSvg('PocketBase direct vs the sidecar: one social-app request mix', subtitle,
+    reports.map((r) => ({ name: r.name, rps: r.result.rps, p50: r.result.overall.p50, p95: r.result.overall.p95, p99: r.result.overall.p99 })));
+  writeFileSync(join(projectRoot, 'bench', 'results', 'headline.svg'), svg);
+  console.log(`\nsaved ${saveResult('headline', { command, sizes: SIZES, mix: MIX, concurrency: CONCURRENCY, planned: counts, reports })} and bench/results/headline.svg`);
+}
+
+main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
