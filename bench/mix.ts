@@ -96,7 +96,9 @@ export function buildPlan(data: MixData, opts: MixOptions): Session[] {
           direct: `/api/collections/posts/records?perPage=20&sort=-created&filter=${q(filter)}` };
       }
       case 'list_posts': {
-        const filter = rand() < 0.5 ? `category = '${pick(['a', 'b', 'c'])}'` : `tags ~ '${pick(TAGS)}'`;
+        // Category pages, authors' profile pages, tag pages.
+        const r = rand();
+        const filter = r < 0.5 ? `category = '${pick(['a', 'b', 'c'])}'` : r < 0.8 ? `author = '${data.users[skewed(data.users.length)].id}'` : `tags ~ '${pick(TAGS)}'`;
         return { kind, method: 'GET', path: `/api/collections/posts/records?page=${page}&perPage=20&sort=-created&filter=${q(filter)}&expand=author` };
       }
       case 'list_comments':

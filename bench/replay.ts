@@ -122,7 +122,13 @@ export async function replay(spec: ReplaySpec): Promise<ReplayResult> {
       }
     }
   };
+  const total = sessions.reduce((n, s) => n + s.requests.length, 0);
+  const progress = setInterval(() => {
+    const done = [...lat.values()].reduce((n, l) => n + l.length, 0);
+    process.stderr.write(`  ${spec.mode}: ${done}/${total} requests, ${Math.round(done / ((performance.now() - start) / 1000))} req/s\n`);
+  }, 30_000);
   await Promise.all(Array.from({ length: spec.concurrency }, worker));
+  clearInterval(progress);
   const seconds = (performance.now() - start) / 1000;
   const cpu = process.cpuUsage(cpu0);
   await pool.close();

@@ -9,7 +9,7 @@
 //   4. Writes bench/results/headline.json and bench/results/headline.svg and prints the tables.
 // Options (defaults in brackets): --users [1000] --posts [100000] --likes [500000] --comments [100000]
 // --follows [30000] --requests [50000] --signed-in [300] --anonymous [200] --write-share [0.02]
-// --concurrency [50] --data <dir> (keep the seeded PocketBase there and reuse it next time) --seed-only --no-pair.
+// --concurrency [50] --data <dir> (keep the seeded PocketBase there and reuse it next time) --seed-only --no-pair --skip-direct.
 import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,6 +37,7 @@ const CONCURRENCY = arg('concurrency', 50);
 const dataArg = process.argv.indexOf('--data');
 const DATA_DIR = dataArg === -1 ? null : process.argv[dataArg + 1];
 const PAIR = !process.argv.includes('--no-pair');
+const SKIP_DIRECT = process.argv.includes('--skip-direct');
 const REDIS_URL = 'redis://127.0.0.1:6379/8';
 
 const work = mkdtempSync(join(tmpdir(), 'hapta-bench-'));
@@ -187,14 +188,16 @@ async function main(): Promise<void> {
     const suPb = await superuserToken(pb.url);
     const settle = () => new Promise((r) => setTimeout(r, 4000)); // PocketBase writes its request log in batches
 
-    // 1. PocketBase direct.
-    log('PocketBase direct: warm-up');
-    await replay({ url: pb.url, mode: 'direct', planFile: warmFile, tag: 'w' }, data.users, {});
-    log('PocketBase direct: measured run');
-    const direct = await replay({ url: pb.url, mode: 'direct', planFile, tag: 'p' }, data.users, { PocketBase: pb.pid! });
-    await settle();
-    reports.push({ name: 'PocketBase direct', result: direct.result, usage: direct.usage, pocketbase: pocketbaseRequests(pb, direct.from, direct.to) });
-    log(`  ${Math.round(direct.result.rps)} req/s, p99 ${direct.result.overall.p99.toFixed(1)} ms`);
+    // 1. PocketBase direct (--skip-direct: only the sidecar's side, for profiling).
+    if (!SKIP_DIRECT) {
+      log('PocketBase direct: warm-up');
+      await replay({ url: pb.url, mode: 'direct', planFile: warmFile, tag: 'w' }, data.users, {});
+      log('PocketBase direct: measured run');
+      const direct = await replay({ url: pb.url, mode: 'direct', planFile, tag: 'p' }, data.users, { PocketBase: pb.pid! });
+      await settle();
+      reports.push({ name: 'PocketBase direct', result: direct.result, usage: direct.usage, pocketbase: pocketbaseRequests(pb, direct.from, direct.to) });
+      log(`  ${Math.round(direct.result.rps)} req/s, p99 ${direct.result.overall.p99.toFixed(1)} ms`);
+    }
 
     // 2. One sidecar.
     log('sidecar: starting (replica bootstrap)');
@@ -251,7 +254,8 @@ async function main(): Promise<void> {
       log(`  ${Math.round(two.result.rps)} req/s, p99 ${two.result.overall.p99.toFixed(1)} ms`);
     }
 
-    print(reports, counts, planned);
+    if (!SKIP_DIRECT) print(reports, counts, planned);
+    else for (const r of reports) console.log(r.name, Math.round(r.result.rps), 'req/s', JSON.stringify(Object.fromEntries(Object.entries(r.result.kinds).map(([k, v]) => [k, [v.p50, v.p99].map(Math.round)]))));
   } finally {
     for (const c of children) c.kill();
     await sidecar?.stop().catch(() => {});

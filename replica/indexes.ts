@@ -2,8 +2,10 @@
 // them as PocketBase does. Only plain column lists are copied (quoted identifiers, ASC/DESC, COLLATE);
 // expression and partial indexes are skipped. Unique indexes become plain ones: the replica applies a
 // batch's current states in one transaction, and an intermediate state may repeat a key for a moment.
+// Each index ends with PocketBase's rowid: the read path breaks sort ties by it, so `ORDER BY created
+// DESC, _pb_rowid DESC LIMIT 20` walks the index instead of sorting every matching row.
 import type Database from 'better-sqlite3';
-import { quoteIdent, type TableSpec } from './schema.js';
+import { quoteIdent, ROWID_COLUMN, type TableSpec } from './schema.js';
 
 const PREFIX = '_hapta_ix_';
 const INDEX = /^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?[`"[]?([A-Za-z0-9_]+)[`"\]]?\s+ON\s+[`"[]?[A-Za-z0-9_]+[`"\]]?\s*\((.*)\)\s*$/is;
@@ -24,6 +26,7 @@ export function replicaIndexes(spec: TableSpec, pbIndexes: readonly string[]): s
       terms.push(`${quoteIdent(t[1])}${t[2] ? ` COLLATE ${t[2].trim().split(/\s+/)[1].toUpperCase()}` : ''}${t[3] ? ` ${t[3].trim().toUpperCase()}` : ''}`);
     }
     if (!ok || terms.length === 0) continue;
+    if (!terms.some((t) => t.startsWith(quoteIdent(ROWID_COLUMN)))) terms.push(quoteIdent(ROWID_COLUMN));
     out.push(`CREATE INDEX ${quoteIdent(`${PREFIX}${spec.table}__${m[1]}`)} ON ${quoteIdent(spec.table)} (${terms.join(', ')})`);
   }
   return out;

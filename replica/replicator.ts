@@ -261,6 +261,7 @@ export class Replicator {
       await Promise.all([worker(), worker()]);
       this.opts.log.info('bootstrap copied', { records: total, ms: Date.now() - started });
       while (!signal.aborted && (await this.pullOnce(store))) { /* catch up */ }
+      store.analyze();
       store.db.pragma('wal_checkpoint(TRUNCATE)');
       store.close();
       return store;
@@ -317,6 +318,9 @@ export class Replicator {
       if (store === this.store) this.schemaCheckRequested = false;
       const forced = new Set(schemaRows.filter((c) => c.op === 't').map((c) => c.rid));
       copied = await this.syncSchema(store, forced);
+      // Planner statistics: new for copied tables, refreshed where the data drifted since.
+      if (copied.size > 0) store.analyze();
+      else store.optimize();
     }
     if (res.changes.length === 0) return false;
     const touched = store.applyBatch(res.changes, res.records, copied);

@@ -194,7 +194,9 @@ export function listRecords(store: ReplicaStore, catalog: Catalog, coll: Collect
   let totalItems = -1;
   let totalPages = -1;
   if (!p.skipTotal) {
-    const countSql = `SELECT COUNT(DISTINCT ${col(coll.spec.table, ROWID)}) AS n${parts.from()}`;
+    // Joins may repeat a record; without them each row is one record and COUNT(*) can read an index alone.
+    const counted = parts.joins.length === 0 ? 'COUNT(*)' : `COUNT(DISTINCT ${col(coll.spec.table, ROWID)})`;
+    const countSql = `SELECT ${counted} AS n${parts.from()}`;
     totalItems = Number(run<{ n: number }>(store, countSql, ctx.bag, 'get', true).n);
     totalPages = Math.ceil(totalItems / p.perPage);
   }
