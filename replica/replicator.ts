@@ -319,7 +319,7 @@ export class Replicator {
       const forced = new Set(schemaRows.filter((c) => c.op === 't').map((c) => c.rid));
       copied = await this.syncSchema(store, forced);
       // Planner statistics: new for copied tables, refreshed where the data drifted since.
-      if (copied.size > 0) store.analyze();
+      if (copied.size > 0) store.analyze([...copied].map((id) => store.entry(id)?.spec.table).filter((t): t is string => t !== undefined));
       else store.optimize();
     }
     if (res.changes.length === 0) return false;

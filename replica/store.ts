@@ -67,17 +67,19 @@ export class ReplicaStore {
   }
 
   /**
-   * Table statistics for SQLite's query planner (ANALYZE, sampling at most 1000 rows per index): without
-   * them it prefers an index that filters over one that walks the ORDER BY, and sorts every match.
+   * Table statistics for SQLite's query planner (ANALYZE; all tables, or the given ones). Without them
+   * it prefers an index that filters over one that walks the ORDER BY, and sorts every match. Sampled
+   * statistics (analysis_limit) misjudged exactly that choice, so the whole index is read: about 0.3 s
+   * for 700k records.
    */
-  analyze(): void {
-    this.db.pragma('analysis_limit = 1000');
-    this.db.exec('ANALYZE');
+  analyze(tables?: readonly string[]): void {
+    this.db.pragma('analysis_limit = 0');
+    if (!tables) this.db.exec('ANALYZE');
+    else for (const t of tables) this.db.exec(`ANALYZE ${quoteIdent(t)}`);
   }
 
-  /** Refreshes statistics that have drifted (cheap when none has). */
+  /** Refreshes statistics of tables whose size changed a lot since they were analysed (cheap otherwise). */
   optimize(): void {
-    this.db.pragma('analysis_limit = 1000');
     this.db.pragma('optimize');
   }
 
