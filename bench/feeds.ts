@@ -1,7 +1,10 @@
 // Feed benchmark: seeds a replica file directly (reference collections' definitions from a PocketBase
 // started once, then bulk inserts), attaches the FeedIndex (counters, FTS), serves the feed routes over
 // it and measures p50/p99 per profile and page at 50 connections (autocannon in a child process) and the
-// server's event-loop delay. Sizes: --users --posts --likes --follows --comments (defaults: 100k users, 1M posts, 10M likes, 1M follows).
+// server's event-loop delay. Sizes: --users --posts --likes --follows --comments (defaults: 100k users, 1M posts, 10M likes, 1M follows);
+// --q sets the search text (default "river harbor": both words occur together in a quarter of the posts);
+// --no-answer-cache makes every page request run its page query (the replica never changes here, so kept
+// pages would otherwise answer nearly every request of a shared ranking).
 import autocannon from 'autocannon';
 import Koa from 'koa';
 import { spawn } from 'node:child_process';
@@ -17,12 +20,12 @@ import { FeedIndex } from '../replica/feed-index.js';
 import type { Replicator } from '../replica/replicator.js';
 import { encodeRecord, tableSpec, type PbCollection } from '../replica/schema.js';
 import { ReplicaStore } from '../replica/store.js';
-import { createFeedRoutes, feedIndexSpec, QueryPool } from '../sidecar/feeds/index.js';
+import { createFeedRoutes, feedIndexSpec, QueryPool, type WindowStats } from '../sidecar/feeds/index.js';
 import type { Requester } from '../sidecar/reads/index.js';
 import { api, superuserToken } from '../test/harness/dump.js';
 import { startPocketBase } from '../test/harness/pocketbase.js';
 import { makeId, rng } from '../test/harness/seed.js';
-import { saveResult, table } from './stats.js';
+import { saveResult, summary, table } from './stats.js';
 
 const CONNECTIONS = 50;
 
@@ -39,6 +42,8 @@ function arg(name: string, dflt: number): number {
 }
 const SIZES = { users: arg('users', 100_000), posts: arg('posts', 1_000_000), likes: arg('likes', 10_000_000), follows: arg('follows', 1_000_000), comments: arg('comments', 0) };
 const DURATION = arg('duration', 5);
+const qIndex = process.argv.indexOf('--q');
+const SEARCH = qIndex === -1 ? 'river harbor' : process.argv[qIndex + 1];
 
 async function definitions(): Promise<PbCollection[]> {
   const pb = await startPocketBase();
@@ -52,8 +57,10 @@ async function definitions(): Promise<PbCollection[]> {
 }
 
 const pbDate = (ms: number) => new Date(ms).toISOString().replace('T', ' ');
+let SEED_SECONDS = 0;
 
 async function seed(path: string): Promise<{ store: ReplicaStore; users: string[] }> {
+  const t00 = Date.now();
   const defs = await definitions();
   const store = new ReplicaStore(path);
   store.initialise('bench', { seq: 0, anchor: null });
@@ -99,7 +106,8 @@ async function seed(path: string): Promise<{ store: ReplicaStore; users: string[
   }
   const t1 = Date.now();
   new FeedIndex(store, feedIndexSpec(REFERENCE_FEEDS)).attach();
-  console.error(`feed index built in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+  SEED_SECONDS = (Date.now() - t00) / 1000;
+  console.error(`feed index built in ${((Date.now() - t1) / 1000).toFixed(1)} s; seeding took ${SEED_SECONDS.toFixed(1)} s in all`);
   return { store, users };
 }
 
@@ -118,12 +126,23 @@ const me = store.db.prepare('SELECT * FROM users WHERE id = ?').get(users[0]) as
 const usersId = store.collections().find((c) => c.name === 'users')!.id;
 const pool = new QueryPool(2);
 pool.setReplica(store.path);
-const replicator = { store } as unknown as Replicator;
+// The replica does not change during the run; the routes subscribe to applied batches all the same.
+const replicator = { store, onApplied: () => () => {} } as unknown as Replicator;
+// --no-answer-cache: every page request runs its page query and renders it (answers.ts keeps none).
+const ANSWER_CACHE = !process.argv.includes('--no-answer-cache');
 const identify = async (ctx: Koa.Context): Promise<Requester> => (ctx.get('x-test-auth') ? { kind: 'record', collectionId: usersId, record: me } : { kind: 'anonymous' });
+
+/** Every ranking the routes ran, per profile: how it was obtained (window.ts) and how long it took. */
+const rankings = new Map<string, { stats: WindowStats; ms: number }[]>();
+const onRanked = (profile: string, stats: WindowStats, ms: number) => {
+  let list = rankings.get(profile);
+  if (!list) rankings.set(profile, (list = []));
+  list.push({ stats, ms });
+};
 
 async function serve(reuseMs: number): Promise<{ url: string; close(): void }> {
   const app = new Koa();
-  app.use(createFeedRoutes({ replicator, profiles: REFERENCE_FEEDS, identify, pool, reuseMs }));
+  app.use(createFeedRoutes({ replicator, profiles: REFERENCE_FEEDS, identify, pool, reuseMs, onRanked, answerCacheBytes: ANSWER_CACHE ? undefined : 0 }));
   const server = createServer(app.callback());
   await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => { server.closeAllConnections(); server.close(); } };
@@ -132,7 +151,7 @@ async function serve(reuseMs: number): Promise<{ url: string; close(): void }> {
 const eld = monitorEventLoopDelay({ resolution: 1 });
 eld.enable();
 const results: (string | number)[][] = [];
-const cases: [string, string][] = [['trending', ''], ['latest', ''], ['following', ''], ['search', 'q=river%20sunset']];
+const cases: [string, string][] = [['trending', ''], ['latest', ''], ['following', ''], ['search', `q=${encodeURIComponent(SEARCH)}`]];
 for (const reuseMs of [2000, 0]) {
   const srv = await serve(reuseMs);
   for (const [profile, extra] of cases) {
@@ -148,9 +167,24 @@ for (const reuseMs of [2000, 0]) {
   }
   srv.close();
 }
-console.log(`sizes: ${JSON.stringify(SIZES)}; ${CONNECTIONS} connections, ${DURATION} s per row, signed-in user (follows, blocks); ranking cap 1000`);
+console.log(`sizes: ${JSON.stringify(SIZES)}; search q=${JSON.stringify(SEARCH)}; page answers ${ANSWER_CACHE ? 'kept until the replica changes' : 'not kept'}; ${CONNECTIONS} connections, ${DURATION} s per row, signed-in user (follows, blocks); ranking cap 1000`);
 console.log(table(['ranking', 'profile', 'page', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'loop delay p99 ms', 'loop delay max ms'], results));
-console.log(`saved ${saveResult('feeds', { sizes: SIZES, connections: CONNECTIONS, durationSeconds: DURATION, columns: ['ranking', 'profile', 'page', 'rps', 'p50', 'p99', 'errors', 'loopDelayP99', 'loopDelayMax'], rows: results, command: `npx tsx bench/feeds.ts ${process.argv.slice(2).join(' ')}` })}`);
+// How the rankings were obtained: candidate windows accepted (first try or widened), or every item scored.
+const windowRows: (string | number)[][] = [];
+for (const [profile, list] of rankings) {
+  const ms = summary(list.map((r) => r.ms));
+  const win = list.filter((r) => r.stats.result === 'window');
+  const sizes = [...new Set(win.map((r) => `${r.stats.m}/${r.stats.k}`))].join(', ') || '-';
+  windowRows.push([profile, list.length, win.filter((r) => r.stats.attempts === 1).length, win.filter((r) => r.stats.attempts > 1).length,
+    list.length - win.length, sizes, ms.p50, ms.p99]);
+}
+console.log(table(['profile', 'rankings', 'window, 1st try', 'window, widened', 'full', 'accepted m/K', 'ranking p50 ms (with queue)', 'ranking p99 ms (with queue)'], windowRows));
+console.log(`saved ${saveResult('feeds', {
+  sizes: SIZES, search: SEARCH, answerCache: ANSWER_CACHE, connections: CONNECTIONS, durationSeconds: DURATION, seedSeconds: SEED_SECONDS,
+  columns: ['ranking', 'profile', 'page', 'rps', 'p50', 'p99', 'errors', 'loopDelayP99', 'loopDelayMax'], rows: results,
+  windowColumns: ['profile', 'rankings', 'windowFirstTry', 'windowWidened', 'full', 'acceptedMK', 'rankingP50', 'rankingP99'], windowRows,
+  command: `npx tsx bench/feeds.ts ${process.argv.slice(2).join(' ')}`,
+})}`);
 // Requests still queued when the load generator stopped are abandoned with the pool.
 process.on('unhandledRejection', () => {});
 await pool.close().catch(() => {});

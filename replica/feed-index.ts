@@ -4,7 +4,8 @@
 //    Σ 2^((t_i - epoch)/halfLife) whose value now is that sum times 2^(-(now - epoch)/halfLife);
 //  - full-text indexes (FTS5, contentless, keyed by the table's rowid) over chosen text fields.
 // When a table is copied anew (bootstrap, schema change) its triggers are installed again and its
-// derived data rebuilt from scratch.
+// derived data rebuilt from scratch. Each counter is indexed on the column that orders its value (the
+// decayed sum, or the count), so the K largest values are an index walk (candidate windows of the feeds).
 import type { ReplicaStore } from './store.js';
 import { quoteIdent } from './schema.js';
 
@@ -30,12 +31,31 @@ export interface FeedIndexSpec {
   texts: TextSpec[];
 }
 
+/**
+ * Layout of the derived tables. Stored with the spec: a file holding another layout is rebuilt on attach.
+ * 2: counters carry an index on their ordering column.
+ */
+export const FEED_INDEX_LAYOUT = 2;
+
 /** Decayed sums are rebased when "now" is this many half-lives past their epoch (2^400 is far from overflow). */
 const REBASE_AFTER_HALF_LIVES = 400;
 const SAFE_NAME = /^[A-Za-z0-9_]{1,64}$/;
 
 export function counterTable(name: string): string {
   return `_hapta_count_${name}`;
+}
+
+/** The index of a counter on its ordering column. */
+export function counterOrderIndex(name: string): string {
+  return `_hapta_count_${name}__top`;
+}
+
+/**
+ * The column whose order is the counter's current value: the decayed sum (every row shares one decay
+ * factor, so the order of `d` is the order of the values) or, without decay, the count.
+ */
+export function counterOrderColumn(c: CounterSpec): 'd' | 'n' {
+  return c.timeField && c.halfLifeHours ? 'd' : 'n';
 }
 
 export function ftsTable(collection: string): string {
@@ -68,7 +88,7 @@ export class FeedIndex {
    */
   attach(): void {
     this.store.tableListeners.add((name) => this.onPublished(name));
-    const key = JSON.stringify(this.spec);
+    const key = JSON.stringify({ layout: FEED_INDEX_LAYOUT, ...this.spec });
     if (this.store.getState('feed_index_spec') !== key) {
       this.dropStale();
       for (const name of this.store.tableNames()) this.onPublished(name);
@@ -77,7 +97,7 @@ export class FeedIndex {
     this.maybeRebase();
   }
 
-  /** Derived tables and triggers of an older spec. */
+  /** Derived tables and triggers of an older spec or layout. */
   private dropStale(): void {
     const db = this.store.db;
     const rows = db.prepare(`SELECT type, name FROM sqlite_master WHERE (type = 'trigger' AND (name LIKE '\_hapta\_cnt\_%' ESCAPE '\\' OR name LIKE '\_hapta\_fts\_%' ESCAPE '\\'))
@@ -130,6 +150,7 @@ export class FeedIndex {
     for (const s of ['i', 'd', 'u']) db.exec(`DROP TRIGGER IF EXISTS ${quoteIdent(`_hapta_cnt_${c.name}_${s}`)}`);
     db.exec(`DROP TABLE IF EXISTS ${table}`);
     db.exec(`CREATE TABLE ${table} (target TEXT PRIMARY KEY NOT NULL, n INTEGER NOT NULL, d REAL NOT NULL) WITHOUT ROWID`);
+    db.exec(`CREATE INDEX ${quoteIdent(counterOrderIndex(c.name))} ON ${table} (${counterOrderColumn(c)})`);
     if (!this.hasColumns(c.source, [c.field, ...(c.timeField ? [c.timeField] : [])])) return;
     const epoch = Math.floor(julianDay(Date.now()));
     this.store.setState(`counter_epoch:${c.name}`, String(epoch));

@@ -165,3 +165,54 @@ describe('decayed sums', () => {
     }
   });
 });
+
+describe('counter order indexes', () => {
+  test('each counter is indexed on its order column; a file of an older layout is rebuilt with them', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const { ReplicaStore } = await import('../replica/store.js');
+    const { FeedIndex, FEED_INDEX_LAYOUT, counterOrderIndex } = await import('../replica/feed-index.js');
+    const dir = mkdtempSync(join(tmpdir(), 'hapta-fi-'));
+    const path = join(dir, 'r.db');
+    let store = new ReplicaStore(path);
+    try {
+      const likes = { id: 'pbc_likes', name: 'likes', type: 'base', fields: [{ name: 'id', type: 'text' }, { name: 'post', type: 'relation', maxSelect: 1 }, { name: 'created', type: 'autodate' }] };
+      store.publishTable(likes, store.createBuildTable(likes));
+      const spec = { counters: [
+        { name: 'lp', source: 'likes', field: 'post' },
+        { name: 'lpd', source: 'likes', field: 'post', timeField: 'created', halfLifeHours: 6 },
+      ], texts: [] };
+      new FeedIndex(store, spec).attach();
+      const ins = store.db.prepare('INSERT INTO likes (id, post, created, _pb_rowid) VALUES (?, ?, ?, 0)');
+      const base = Date.now();
+      for (let i = 0; i < 200; i++) ins.run(`l${i}`, `p${i % 37}`, new Date(base - (i % 11) * 3_600_000).toISOString().replace('T', ' '));
+      const indexes = () => new Map((store.db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name LIKE '\\_hapta\\_count\\_%' ESCAPE '\\'").all() as { name: string; sql: string }[]).map((r) => [r.name, r.sql]));
+      const plan = (table: string, column: string) => (store.db.prepare(`EXPLAIN QUERY PLAN SELECT target FROM "${table}" ORDER BY ${column} DESC LIMIT 5`).all() as { detail: string }[]).map((r) => r.detail).join(' | ');
+      const check = () => {
+        const ix = indexes();
+        assert.match(ix.get(counterOrderIndex('lp')) ?? '', /\(n\)$/, 'count: indexed on n');
+        assert.match(ix.get(counterOrderIndex('lpd')) ?? '', /\(d\)$/, 'decayed: indexed on d');
+        assert.match(plan('_hapta_count_lp', 'n'), /USING COVERING INDEX _hapta_count_lp__top/);
+        assert.match(plan('_hapta_count_lpd', 'd'), /USING COVERING INDEX _hapta_count_lpd__top/);
+        assert.doesNotMatch(plan('_hapta_count_lpd', 'd'), /TEMP B-TREE/);
+        const top = store.db.prepare('SELECT target, n FROM _hapta_count_lp ORDER BY n DESC, target LIMIT 3').all() as { target: string; n: number }[];
+        assert.deepEqual(top.map((r) => r.n), [6, 6, 6]);
+        assert.equal(JSON.parse(store.getState('feed_index_spec')!).layout, FEED_INDEX_LAYOUT);
+      };
+      check();
+      // A file written before the order indexes existed: its stored spec has no layout and no indexes.
+      for (const name of [counterOrderIndex('lp'), counterOrderIndex('lpd')]) store.db.exec(`DROP INDEX "${name}"`);
+      store.setState('feed_index_spec', JSON.stringify(spec));
+      store.close();
+      store = new ReplicaStore(path);
+      new FeedIndex(store, spec).attach();
+      check();
+      const n = store.db.prepare('SELECT SUM(n) AS n FROM _hapta_count_lp').get() as { n: number };
+      assert.equal(n.n, 200, 'counts rebuilt from the source');
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

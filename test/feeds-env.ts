@@ -4,10 +4,10 @@
 import Koa from 'koa';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { REFERENCE_FEEDS } from '../config.js';
+import { REFERENCE_FEEDS, type FeedProfile } from '../config.js';
 import { silentLogger } from '../replica/log.js';
 import { errorHandler, sendError } from '../sidecar/errors.js';
-import { createFeedRoutes, QueryPool } from '../sidecar/feeds/index.js';
+import { createFeedRoutes, QueryPool, type FeedRoutesOptions } from '../sidecar/feeds/index.js';
 import { identity } from '../sidecar/identity.js';
 import { requesterFrom } from '../sidecar/requester.js';
 import { api, superuserToken } from './harness/dump.js';
@@ -26,6 +26,8 @@ export interface Who {
   superuser: boolean;
 }
 
+export type ServeOptions = Partial<Pick<FeedRoutesOptions, 'snapshotTtlMs' | 'reuseMs' | 'maxItems' | 'answerCacheBytes' | 'window' | 'onRanked'>>;
+
 export interface FeedsEnv {
   pb: PocketBase;
   sidecar: TestSidecar;
@@ -34,7 +36,7 @@ export interface FeedsEnv {
   seeded: Seeded;
   who: Who[];
   /** Serves the feed routes with these extra options; returns the base URL. */
-  serve(extra?: { snapshotTtlMs?: number; reuseMs?: number; maxItems?: number }): Promise<string>;
+  serve(extra?: ServeOptions): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -91,7 +93,7 @@ export async function startFeedsEnv(): Promise<FeedsEnv> {
     who.push({ name: 'superuser', key: su.token, pbToken: superToken, id: su.id, superuser: true });
 
     const sc = sidecar;
-    const serve = async (extra: { snapshotTtlMs?: number; reuseMs?: number; maxItems?: number } = {}) => {
+    const serve = async (extra: ServeOptions = {}) => {
       const app = new Koa();
       app.silent = true;
       app.use(errorHandler(silentLogger));
@@ -159,4 +161,52 @@ export async function pbIds(env: FeedsEnv, filter: string, w: Who): Promise<stri
     ids.push(...items.map((i) => i.id));
     if (items.length < 500) return ids;
   }
+}
+
+const HOUR = 3600_000;
+/** A PocketBase date as ms since the epoch (NaN for '' or anything else that is not a date). */
+export const pbTime = (s: unknown) => (typeof s === 'string' && s !== '' ? Date.parse(s.replace(' ', 'T')) : NaN);
+
+/** Records of the interaction and follow collections, as PocketBase lists them. */
+export interface ReferenceRows { likes: any[]; comments: any[]; follows: any[] }
+
+const grouped = new WeakMap<any[], Map<string, Map<string, any[]>>>();
+function recordsWith(list: any[], field: string, value: string): any[] {
+  let byField = grouped.get(list);
+  if (!byField) grouped.set(list, (byField = new Map()));
+  let byValue = byField.get(field);
+  if (!byValue) {
+    byField.set(field, (byValue = new Map()));
+    for (const r of list) {
+      const v = String(r[field]);
+      const arr = byValue.get(v);
+      if (arr) arr.push(r); else byValue.set(v, [r]);
+    }
+  }
+  return byValue.get(value) ?? [];
+}
+
+/**
+ * Reference score of an item at `now` for requester `me`, straight from the profile's definition
+ * (sidecar/feeds/score.ts) over raw records, without relevance. Rows are indexed once per array: pass the
+ * same arrays again only while they are unchanged.
+ */
+export function referenceScore(p: FeedProfile, post: any, rows: ReferenceRows, now: number, me: string): number {
+  let base = 0;
+  for (const i of p.interactions ?? []) {
+    const src = i.collection === 'likes' ? rows.likes : rows.comments;
+    const mine = recordsWith(src, i.field, post.id);
+    const v = i.halfLifeHours && i.timeField
+      ? mine.reduce((s, r) => { const t = pbTime(r[i.timeField!]); return Number.isNaN(t) ? s : s + Math.pow(2, -(now - t) / HOUR / i.halfLifeHours!); }, 0)
+      : mine.length;
+    base += i.weight * v;
+  }
+  if (p.following && (p.following.only || recordsWith(rows.follows, 'follower', me).some((f) => f.following === post.author))) base += p.following.boost;
+  const f = p.freshness;
+  if (!f) return base;
+  const t = pbTime(post[f.field]);
+  const age = Number.isNaN(t) ? 1e6 : Math.max(0, (now - t) / HOUR);
+  if (f.gravity !== undefined) return (base + f.weight) / Math.pow(age + 2, f.gravity);
+  if (f.halfLifeHours !== undefined) return base + f.weight * Math.pow(2, -age / f.halfLifeHours);
+  return base;
 }

@@ -1,9 +1,11 @@
 // The SQL of a feed, built on the read path's machinery so the rules are PocketBase's: the collection's
 // listRule for the requester AND the filter (with the list rules of joined collections), plus the
 // profile's requester clauses (exclusions, following-only), then either the ranking (ids and score
-// terms, capped) or the page (full rows of given ids, visibility re-checked). Runs in the QueryPool.
+// terms, capped) or the page (full rows of given ids, visibility re-checked). Rankings run in the
+// QueryPool (window.ts drives them); pages are small and run where the caller says (routes.ts).
 import type { FeedProfile } from '../../config.js';
-import { counterTable, ftsTable, julianDay } from '../../replica/feed-index.js';
+import { counterOrderColumn, counterTable, ftsTable, julianDay } from '../../replica/feed-index.js';
+import { replicaIndexes } from '../../replica/indexes.js';
 import { ApiError } from '../errors.js';
 import type { Catalog, CollectionInfo } from '../reads/catalog.js';
 import { ROWID } from '../reads/catalog.js';
@@ -11,7 +13,7 @@ import { listWhere } from '../reads/query.js';
 import type { RequestInfo } from '../reads/request.js';
 import { col, q, type ParamBag, type SelectParts } from '../reads/sql.js';
 import { counterFor } from './profiles.js';
-import { ageOnly, relevanceSql, scoreSql } from './score.js';
+import { ageOnly, boundSql, relevanceSql, scoreSql, windowable } from './score.js';
 
 export interface FeedQuery {
   profile: FeedProfile;
@@ -28,6 +30,29 @@ export interface FeedQuery {
 
 export interface Sql { sql: string; bindings: Record<string, unknown> }
 
+/**
+ * How to rank a feed (run by window.ts). Every ranking selects, best first and at most `cap` rows, the
+ * columns id, rid, fld, rel, age, i0.., fol, score; window rankings also `bound`.
+ */
+export interface RankPlan {
+  cap: number;
+  /** Every visible item scored (for scores of age alone: the newest visible items, by the date index). */
+  full: Sql;
+  /** A candidate window, exact when window.ts accepts it; null when the score cannot bound the rest. */
+  window: WindowPlan | null;
+}
+
+export interface WindowPlan {
+  /** The freshness value at offset @o of the date index, newest first (no row: fewer items than that). */
+  cut: Sql;
+  /** max(rowid) as `n`: at least the number of items (a window near that size is no cheaper than the full ranking). */
+  size: Sql;
+  /** Ranks the candidates of a cut and a K (bound as `cutParam`, `kParam`); rows carry `bound`. */
+  rank: Sql;
+  cutParam: string;
+  kParam: string;
+}
+
 const unavailable = (why: string) => new ApiError(503, 'The feed is not available right now.', { reason: why });
 
 /** A related collection and fields named by the profile, checked against the catalog (never spliced raw). */
@@ -43,13 +68,25 @@ function field(coll: CollectionInfo, name: string): string {
   return col(coll.spec.table, name);
 }
 
-/** EXISTS: the requester follows the item's author. */
+/** EXISTS: the requester follows the item's author (the boost of a profile that keeps every author). */
 function followedSql(fq: FeedQuery, bag: ParamBag): string {
   const f = fq.profile.following!;
   if (fq.me === null) return '0';
   const fc = related(fq.catalog, f.collection, [f.follower, f.following]);
   const me = bag.add(fq.me);
   return `EXISTS (SELECT 1 FROM ${q(fc.spec.table)} "_hapta_fw" WHERE ${col('_hapta_fw', f.follower)} = @${me} AND ${col('_hapta_fw', f.following)} = ${field(fq.coll, f.authorField)})`;
+}
+
+/**
+ * following.only: the author is among the requester's follows. Written as IN (the follows of the
+ * requester) so SQLite walks the follows and then the items by the author index, not every item.
+ */
+function followingOnlySql(fq: FeedQuery, bag: ParamBag): string {
+  const f = fq.profile.following!;
+  if (fq.me === null) return '0';
+  const fc = related(fq.catalog, f.collection, [f.follower, f.following]);
+  const me = bag.add(fq.me);
+  return `${field(fq.coll, f.authorField)} IN (SELECT ${col('_hapta_fw', f.following)} FROM ${q(fc.spec.table)} "_hapta_fw" WHERE ${col('_hapta_fw', f.follower)} = @${me})`;
 }
 
 /** listRule + filter + requester clauses; the resolver's joins (and joined list rules) applied. */
@@ -64,7 +101,7 @@ function where(fq: FeedQuery): { parts: SelectParts; bag: ParamBag } {
       parts.wheres.push(`NOT EXISTS (SELECT 1 FROM ${q(xc.spec.table)} ${q(a)} WHERE ${col(a, ex.requesterField)} = @${me} AND ${col(a, ex.targetField)} = ${field(fq.coll, ex.itemField)})`);
     }
   }
-  if (fq.profile.following?.only) parts.wheres.push(followedSql(fq, bag));
+  if (fq.profile.following?.only) parts.wheres.push(followingOnlySql(fq, bag));
   resolver.updateQuery(parts);
   return { parts, bag };
 }
@@ -82,57 +119,142 @@ function matchText(fq: FeedQuery): string {
 }
 
 /**
- * Ranked ids with their terms, best first, at most `cap`: columns id, rid, fld, rel, age, i0.., fol, score.
- * Profiles whose score depends on age alone walk the date index instead of scoring every item.
+ * True when the freshness field is a PocketBase date (stored as "YYYY-MM-DD HH:MM:SS.sssZ" or "", so text
+ * order is time order) with a replica index led by it (the window's cut and range are index walks).
  */
-export function rankSql(fq: FeedQuery, nowMs: number, cap: number): Sql {
+function dateIndexed(coll: CollectionInfo, name: string): boolean {
+  const f = coll.fields.get(name);
+  if (!f || (f.type !== 'date' && f.type !== 'autodate')) return false;
+  const lead = `(${q(name)}`;
+  return replicaIndexes(coll.spec, coll.c.indexes ?? []).some((sql) => {
+    const i = sql.indexOf(' ON ');
+    const cols = sql.slice(sql.indexOf('(', i));
+    return cols.startsWith(lead) && /^\("(?:[^"]|"")+"(?:\s+(?:ASC|DESC))?\s*[,)]/.test(cols);
+  });
+}
+
+/**
+ * One ranking statement. `window`: only candidates (freshness field >= @cut, or among the K largest
+ * values of a counter of positive weight), with the bound on every other item's score as a column.
+ */
+function ranking(fq: FeedQuery, nowMs: number, cap: number, window: boolean): { sql: Sql; cutParam: string; kParam: string } {
   const { parts, bag } = where(fq);
   const p = fq.profile;
   const t = fq.coll.spec.table;
   const now = bag.add(julianDay(nowMs));
-  let withClause = '';
+  const ctes: string[] = [];
   let rel = '0.0';
   if (fq.match !== null && p.text) {
     const fts = ftsName(fq);
     const m = bag.add(matchText(fq));
-    withClause = `WITH "_hapta_m" AS MATERIALIZED (SELECT rowid AS rid, bm25(${fts}) AS bm FROM ${fts} WHERE ${fts} MATCH @${m}) `;
+    ctes.push(`"_hapta_m" AS MATERIALIZED (SELECT rowid AS rid, bm25(${fts}) AS bm FROM ${fts} WHERE ${fts} MATCH @${m})`);
     parts.joins.push({ table: '"_hapta_m"', alias: '_hapta_mm', on: `"_hapta_mm".rid = ${q(t)}.rowid` });
-    parts.wheres.push('"_hapta_mm".rid IS NOT NULL');
+    // Driven by the matches (rowid lookups), not by a scan of every item.
+    parts.wheres.push(`${q(t)}.rowid IN (SELECT rid FROM "_hapta_m")`);
     rel = relevanceSql(p, '"_hapta_mm".bm');
   }
   const fld = p.freshness ? field(fq.coll, p.freshness.field) : 'NULL';
   const age = p.freshness ? `COALESCE(MAX(0.0, (@${now} - julianday(${fld})) * 24.0), 1e6)` : '0.0';
-  const inter = (p.interactions ?? []).map((i, k) => {
+  const counters = (p.interactions ?? []).map((i, k) => {
     const c = counterFor(i);
     const alias = `_hapta_c${k}`;
     parts.joins.push({ table: q(counterTable(c.name)), alias, on: `${col(alias, 'target')} = ${col(t, 'id')}` });
-    if (!c.halfLifeHours) return `COALESCE(${col(alias, 'n')}, 0)`;
+    if (!c.halfLifeHours) return { c, value: `COALESCE(${col(alias, 'n')}, 0)`, factor: '' };
     const key = bag.add(`counter_epoch:${c.name}`);
     // The epoch is read in the same statement as the sums: a rebase commits both together.
     const epoch = `COALESCE((SELECT CAST(value AS REAL) FROM "_hapta_state" WHERE key = @${key}), @${now})`;
-    return `(COALESCE(${col(alias, 'd')}, 0.0) * pow(2.0, -((@${now} - ${epoch}) * 24.0) / ${Number(c.halfLifeHours)}))`;
+    const factor = `pow(2.0, -((@${now} - ${epoch}) * 24.0) / ${Number(c.halfLifeHours)})`;
+    return { c, value: `(COALESCE(${col(alias, 'd')}, 0.0) * ${factor})`, factor };
   });
   const fol = p.following && !p.following.only ? followedSql(fq, bag) : p.following?.only ? '1' : '0';
   const cols = [`${col(t, 'id')} AS id`, `${q(t)}.rowid AS rid`, `${fld} AS fld`, `${rel} AS rel`, `${age} AS age`,
-    ...inter.map((x, k) => `${x} AS i${k}`), `${fol} AS fol`];
+    ...counters.map((x, k) => `${x.value} AS i${k}`), `${fol} AS fol`];
+  let cutParam = '';
+  let kParam = '';
+  let bound = '';
+  if (window) {
+    cutParam = bag.add('');
+    kParam = bag.add(0);
+    const k = `CAST(@${kParam} AS INTEGER)`;
+    const cand = [`SELECT rowid FROM ${q(t)} WHERE ${fld} >= @${cutParam}`];
+    const values = counters.map((x, n) => {
+      if (!(p.interactions![n].weight > 0)) return '0.0';
+      const table = q(counterTable(x.c.name));
+      const o = q(counterOrderColumn(x.c));
+      cand.push(`SELECT rowid FROM ${q(t)} WHERE ${col(t, 'id')} IN (SELECT target FROM ${table} ORDER BY ${o} DESC LIMIT ${k})`);
+      // The K-th largest value (the order column's), computed as the items' values are; no K-th row:
+      // every item with a row is a candidate, the others have 0.
+      const kth = `(SELECT ${o} FROM ${table} ORDER BY ${o} DESC LIMIT 1 OFFSET ${k} - 1)`;
+      return x.factor ? `(MAX(COALESCE(${kth}, 0.0), 0.0) * ${x.factor})` : `MAX(COALESCE(${kth}, 0), 0)`;
+    });
+    // UNION ALL: each part walks its index (a UNION would merge them in rowid order, scanning the table);
+    // the IN below makes a set of them.
+    ctes.push(`"_hapta_cand"(rid) AS (${cand.join(' UNION ALL ')})`);
+    parts.wheres.push(`${q(t)}.rowid IN (SELECT rid FROM "_hapta_cand")`);
+    // Items outside the window have a freshness value below the cut in text order (time order for
+    // PocketBase dates), so a julianday at most the cut's, or no valid date (age 1e6).
+    const ageBound = `COALESCE(MIN(MAX(0.0, (@${now} - julianday(@${cutParam})) * 24.0), 1e6), 0.0)`;
+    bound = `, ${boundSql(p, { age: ageBound, interactions: values, followable: fq.me !== null })} AS bound`;
+  }
   let inner = parts.select(cols.join(', '));
-  if (ageOnly(p, fq.match !== null)) inner += ` ORDER BY ${fld} DESC, ${q(t)}.rowid DESC LIMIT ${cap}`;
-  const score = scoreSql(p, { rel: 'rel', age: 'age', interactions: inter.map((_x, k) => `i${k}`), followed: 'fol' });
-  const sql = `${withClause}SELECT *, ${score} AS score FROM (${inner}) ORDER BY score DESC, fld DESC, rid DESC LIMIT ${cap}`;
-  return { sql, bindings: bag.bindingsFor(sql) };
+  if (!window && ageOnly(p, fq.match !== null)) inner += ` ORDER BY ${fld} DESC, ${q(t)}.rowid DESC LIMIT ${cap}`;
+  const score = scoreSql(p, { rel: 'rel', age: 'age', interactions: counters.map((_x, k) => `i${k}`), followed: 'fol' });
+  const withClause = ctes.length ? `WITH ${ctes.join(', ')} ` : '';
+  const sql = `${withClause}SELECT *, ${score} AS score${bound} FROM (${inner}) ORDER BY score DESC, fld DESC, rid DESC LIMIT ${cap}`;
+  return { sql: { sql, bindings: bag.bindingsFor(sql) }, cutParam, kParam };
+}
+
+/** True when rankPlan gives this query a candidate window. */
+export function hasWindow(fq: FeedQuery): boolean {
+  const p = fq.profile;
+  const hasQuery = fq.match !== null;
+  // A following-only feed is already driven by the requester's follows (a few authors' items); the
+  // counters' top K are mostly other authors' items and would not bound it.
+  return !!p.freshness && !ageOnly(p, hasQuery) && windowable(p, hasQuery) && !p.following?.only && dateIndexed(fq.coll, p.freshness.field);
+}
+
+/** The full ranking, and a candidate window when the profile's score allows one (see window.ts). */
+export function rankPlan(fq: FeedQuery, nowMs: number, cap: number): RankPlan {
+  const full = ranking(fq, nowMs, cap, false).sql;
+  if (!hasWindow(fq)) return { cap, full, window: null };
+  const w = ranking(fq, nowMs, cap, true);
+  const t = fq.coll.spec.table;
+  const fld = field(fq.coll, fq.profile.freshness!.field);
+  const cut = { sql: `SELECT ${fld} AS v FROM ${q(t)} ORDER BY ${fld} DESC LIMIT 1 OFFSET CAST(@o AS INTEGER)`, bindings: { o: 0 } };
+  const size = { sql: `SELECT max(rowid) AS n FROM ${q(t)}`, bindings: {} };
+  return { cap, full, window: { cut, size, rank: w.sql, cutParam: w.cutParam, kParam: w.kParam } };
+}
+
+/** The full ranking alone (every visible item scored): the reference a window must equal. */
+export function rankSql(fq: FeedQuery, nowMs: number, cap: number): Sql {
+  return ranking(fq, nowMs, cap, false).sql;
 }
 
 /** Full rows of `ids` the requester may still see in this feed (rule, filter, exclusions, match). */
-export function pageSql(fq: FeedQuery, ids: string[]): Sql {
+export interface PageSql extends Sql {
+  /** The parameter holding the JSON array of ids: set it to load other ids with the same statement. */
+  idsParam: string;
+  /** The parameters of the match re-check's rowid range (null without one): set to the page's range. */
+  rowidParams: [string, string] | null;
+}
+
+/**
+ * The page query. With a search, the match is re-checked over the rowid range of the page only (FTS5
+ * answers a range with one pass over the matches in it; a lookup per rowid costs a seek per item).
+ */
+export function pageSql(fq: FeedQuery, ids: string[], rowidRange: [number, number] = [-(2 ** 53), 2 ** 53]): PageSql {
   const { parts, bag } = where(fq);
   const t = fq.coll.spec.table;
   const list = bag.add(JSON.stringify(ids));
   parts.wheres.push(`${col(t, 'id')} IN (SELECT value FROM json_each(@${list}))`);
+  let rowidParams: [string, string] | null = null;
   if (fq.match !== null && fq.profile.text) {
     const fts = ftsName(fq);
     const m = bag.add(matchText(fq));
-    parts.wheres.push(`EXISTS (SELECT 1 FROM ${fts} WHERE ${fts} MATCH @${m} AND ${fts}.rowid = ${q(t)}.rowid)`);
+    rowidParams = [bag.add(BigInt(rowidRange[0])), bag.add(BigInt(rowidRange[1]))];
+    // `+`: the ids drive the query; the matches in the range are one set it is checked against.
+    parts.wheres.push(`+${q(t)}.rowid IN (SELECT rowid FROM ${fts} WHERE ${fts} MATCH @${m} AND rowid >= @${rowidParams[0]} AND rowid <= @${rowidParams[1]})`);
   }
   const sql = `${parts.select(`${q(t)}.*`)} ORDER BY ${col(t, ROWID)}`;
-  return { sql, bindings: bag.bindingsFor(sql) };
+  return { sql, bindings: bag.bindingsFor(sql), idsParam: list, rowidParams };
 }

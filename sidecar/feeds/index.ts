@@ -10,12 +10,13 @@ import { feedRoutes, type FeedRoutesOptions } from './routes.js';
 export { QueryPool, QueryError } from './query-pool.js';
 export { feedIndexSpec, counterFor } from './profiles.js';
 export type { FeedRoutesOptions } from './routes.js';
+export type { WindowOptions, WindowStats } from './window.js';
 
 export function createFeedRoutes(opts: {
   replicator: Replicator;
   profiles: Record<string, FeedProfile>;
   identify(ctx: Koa.Context): Promise<Requester>;
   pool: QueryPool;
-} & Partial<Pick<FeedRoutesOptions, 'maxItems' | 'snapshotTtlMs' | 'maxSnapshots' | 'reuseMs'>>): Koa.Middleware {
+} & Partial<Pick<FeedRoutesOptions, 'maxItems' | 'snapshotTtlMs' | 'maxSnapshots' | 'reuseMs' | 'answerCacheBytes' | 'window' | 'onRanked'>>): Koa.Middleware {
   return feedRoutes(opts);
 }

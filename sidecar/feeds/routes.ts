@@ -1,12 +1,15 @@
 // GET /api/hapta/feeds/{profile}: a ranked page of one collection's records, answered in PocketBase's list
-// shape with the read path's rules, expand and fields. Ranking and page queries run in the QueryPool;
-// the response is built on the main thread. Paging goes through snapshots (snapshots.ts) and cursors.
+// shape with the read path's rules, expand and fields. Rankings run in the QueryPool (window.ts); a page
+// query (a few rows by id) runs on the main thread's replica connection like the read path's queries,
+// except a search page's match re-check, which goes to the pool. Paging goes through snapshots
+// (snapshots.ts) and cursors.
+import type Database from 'better-sqlite3';
 import type Koa from 'koa';
 import type { FeedProfile } from '../../config.js';
 import type { Replicator } from '../../replica/replicator.js';
 import type { ReplicaStore } from '../../replica/store.js';
 import { ApiError, sendError } from '../errors.js';
-import { catalogOf } from '../reads/catalog.js';
+import { catalogOf, type Catalog } from '../reads/catalog.js';
 import { PbError, Unsupported } from '../reads/errors.js';
 import { FieldsError, pick } from '../reads/fields.js';
 import { checkSuperuserOnlyFields, enrich, fieldsOf, listParams } from '../reads/handlers.js';
@@ -14,11 +17,13 @@ import { numberJson, stringifyGo } from '../reads/json.js';
 import type { Row } from '../reads/query.js';
 import { node, recordJson, recordPlain } from '../reads/records.js';
 import { firstValues, parseGoQuery, requestHeaders, type Requester, type RequestInfo } from '../reads/request.js';
-import { pageSql, rankSql, type FeedQuery } from './feed-sql.js';
+import { AnswerCache } from './answers.js';
+import { pageSql, rankPlan, type FeedQuery, type PageSql } from './feed-sql.js';
 import { QueryError, type QueryPool } from './query-pool.js';
-import { termsOf } from './score.js';
+import { termsAt } from './score.js';
 import { ftsMatch, searchTokens } from './search-text.js';
 import { SnapshotStore, type Snapshot } from './snapshots.js';
+import { idsBetween, type WindowOptions, type WindowStats } from './window.js';
 
 export interface FeedRoutesOptions {
   replicator: Replicator;
@@ -33,6 +38,12 @@ export interface FeedRoutesOptions {
   maxSnapshots?: number;
   /** Identical first pages within this window share one ranking (0: rank every time). Default 2000 ms. */
   reuseMs?: number;
+  /** Bytes of whole pages kept until the replica changes (answers.ts; 0: none). Default 32 MiB. */
+  answerCacheBytes?: number;
+  /** Sizes of the candidate windows (window.ts). */
+  window?: WindowOptions;
+  /** Called after each ranking with its profile, how it was obtained and how long it took. */
+  onRanked?(profile: string, stats: WindowStats, ms: number): void;
 }
 
 const PATH = /^\/api\/hapta\/feeds\/([^/]+)$/;
@@ -45,6 +56,29 @@ export function requesterKey(r: Requester): string {
   return r.kind === 'anonymous' ? 'a' : r.kind === 'superuser' ? `s:${String(r.record.id)}` : `r:${r.collectionId}:${String(r.record.id)}`;
 }
 
+/** Prepared page statements of the main thread's replica connection (per store: a new file, new ones). */
+const pageStatements = new WeakMap<ReplicaStore, Map<string, Database.Statement>>();
+
+function runPage(store: ReplicaStore, q: PageSql): Row[] {
+  if (!store.db.open) throw new ApiError(503, 'The feed is not available right now.');
+  let cache = pageStatements.get(store);
+  if (!cache) pageStatements.set(store, (cache = new Map()));
+  try {
+    let stmt = cache.get(q.sql);
+    if (!stmt) {
+      stmt = store.db.prepare(q.sql);
+      if (cache.size >= 200) cache.clear();
+      cache.set(q.sql, stmt);
+    }
+    return stmt.all(q.bindings) as Row[];
+  } catch (e) {
+    const err = e as { code?: string; message?: string };
+    if (typeof err.code === 'string' && err.code.startsWith('SQLITE_')) throw new QueryError(err.code, String(err.message));
+    if (e instanceof RangeError || e instanceof TypeError) throw new QueryError('BIND', String(err.message));
+    throw e;
+  }
+}
+
 function decode(s: string): string | null {
   try {
     return decodeURIComponent(s);
@@ -53,10 +87,48 @@ function decode(s: string): string | null {
   }
 }
 
+/** The answer depends on who asks and what they ask, not on the rest of the request (headers, time). */
+function shareable(coll: { c: { listRule?: string | null } }, filter: string): boolean {
+  return !REQUEST_DEPENDENT.test(coll.c.listRule ?? '') && !REQUEST_DEPENDENT.test(filter);
+}
+
+/** Per catalog: no rule that expand or the email flags may apply reads the request beyond the requester. */
+const rulesShareable = new WeakMap<Catalog, boolean>();
+function allRulesShareable(catalog: Catalog): boolean {
+  let ok = rulesShareable.get(catalog);
+  if (ok === undefined) {
+    ok = !catalog.store.collections().some((c) => [c.listRule, c.viewRule, c.manageRule].some((r) => typeof r === 'string' && REQUEST_DEPENDENT.test(r)));
+    rulesShareable.set(catalog, ok);
+  }
+  return ok;
+}
+
+/**
+ * The page query of a snapshot for these ids. Compiling the rule and filter costs more than running the
+ * query, so the compiled statement is kept on the snapshot and reused while what it was compiled from is
+ * the same: the catalog (rules, fields), the requester's record (@request.auth.*), and a rule and filter
+ * that read nothing else of the request.
+ */
+function pageQuery(snap: Snapshot, fq: FeedQuery, requester: Requester, ids: string[]): PageSql {
+  const reusable = shareable(fq.coll, fq.filter);
+  const key = reusable ? (requester.kind === 'anonymous' ? '' : JSON.stringify(requester.record)) : '';
+  const kept = snap.page;
+  if (reusable && kept && kept.catalog === fq.catalog && kept.key === key) {
+    return { ...kept.sql, bindings: { ...kept.sql.bindings, [kept.sql.idsParam]: JSON.stringify(ids) } };
+  }
+  const sql = pageSql(fq, ids);
+  if (reusable) snap.page = { key, catalog: fq.catalog, sql: { ...sql, bindings: { ...sql.bindings } } };
+  return sql;
+}
+
 export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
   const cap = Math.max(1, Math.min(10_000, opts.maxItems ?? 1000));
   const snapshots = new SnapshotStore({ ttlMs: opts.snapshotTtlMs ?? 600_000, max: opts.maxSnapshots ?? 2000, reuseMs: opts.reuseMs ?? 2000 });
   let lastStore: ReplicaStore | null = null;
+  // Without change notifications nothing could tell a kept page is stale: then none is kept.
+  const notified = typeof opts.replicator.onApplied === 'function';
+  const answers = new AnswerCache({ maxBytes: notified ? opts.answerCacheBytes ?? 32 << 20 : 0, maxEntries: 2000 });
+  if (notified) opts.replicator.onApplied(() => answers.changed());
 
   return async function feeds(ctx, next) {
     const m = PATH.exec(ctx.path);
@@ -123,45 +195,70 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
       }
       const filter = query.filter ?? '';
       const fq: FeedQuery = { profile, catalog, coll, info, superuser, filter, match, me };
-      const shareable = !REQUEST_DEPENDENT.test(coll.c.listRule ?? '') && !REQUEST_DEPENDENT.test(filter);
-      const reuseKey = shareable ? JSON.stringify([owner, name, filter, match]) : null;
+      const reuseKey = shareable(coll, filter) ? JSON.stringify([owner, name, filter, match]) : null;
       snap = await snapshots.obtain(reuseKey, async () => {
         const nowMs = Date.now();
-        const { sql, bindings } = rankSql(fq, nowMs, cap);
-        const rows = await opts.pool.all<Row>(sql, [bindings]);
-        return { owner, profile: name, filter, match, nowMs, ids: rows.map((r) => String(r.id)), terms: rows.map((r) => termsOf(profile, r)) };
+        const plan = rankPlan(fq, nowMs, cap);
+        const ranked = await opts.pool.rank(profile, plan, opts.window);
+        opts.onRanked?.(name, ranked.stats, Date.now() - nowMs);
+        return { owner, profile: name, filter, match, nowMs, ranked };
       });
-      offset = Math.min(snap.ids.length, (params.page - 1) * params.perPage);
+      offset = Math.min(snap.ranked.count, (params.page - 1) * params.perPage);
     }
 
-    const pageIds = snap.ids.slice(offset, offset + params.perPage);
+    const explain = superuser && (query.explain === '1' || query.explain === 'true');
+    const since = answers.mark;
+    const cacheKey = answers.enabled && shareable(coll, snap.filter) && allRulesShareable(catalog)
+      ? JSON.stringify([snap.id, offset, params.perPage, params.skipTotal, query.fields ?? '', query.expand ?? '', explain])
+      : null;
+    if (cacheKey !== null) {
+      const kept = answers.get(store, catalog, cacheKey);
+      if (kept !== undefined) return kept;
+    }
+
+    const ranked = snap.ranked;
+    const pageIds = idsBetween(ranked, offset, offset + params.perPage);
+    // The store may have been swapped while the ranking ran: the page and expand read the current one.
+    const current = opts.replicator.store ?? store;
     let rows: Row[] = [];
     if (pageIds.length > 0) {
       // The snapshot's query, re-checked for the requester now: an item that became invisible is dropped.
-      const fq: FeedQuery = { profile, catalog, coll, info, superuser, filter: snap.filter, match: snap.match, me };
-      const { sql, bindings } = pageSql(fq, pageIds);
-      const byId = new Map((await opts.pool.all<Row>(sql, [bindings])).map((r) => [String(r.id), r]));
+      const q = pageQuery(snap, { profile, catalog, coll, info, superuser, filter: snap.filter, match: snap.match, me }, requester, pageIds);
+      if (q.rowidParams) {
+        let lo = Infinity;
+        let hi = -Infinity;
+        for (let i = offset; i < offset + pageIds.length; i++) { lo = Math.min(lo, ranked.rids[i]); hi = Math.max(hi, ranked.rids[i]); }
+        q.bindings[q.rowidParams[0]] = BigInt(lo);
+        q.bindings[q.rowidParams[1]] = BigInt(hi);
+      }
+      // A search page's match re-check reads FTS5 doclists: off the main thread.
+      const found = q.rowidParams ? await opts.pool.all<Row>(q.sql, [q.bindings]) : runPage(current, q);
+      const byId = new Map(found.map((r) => [String(r.id), r]));
       rows = pageIds.map((id) => byId.get(id)).filter((r): r is Row => r !== undefined);
     }
-    // The store may have been swapped while the queries ran; expand reads the current one.
-    const current = opts.replicator.store ?? store;
     const nodes = rows.map((row) => node(coll, row));
-    enrich(current, catalogOf(current), nodes, info);
+    enrich(opts.replicator.store ?? current, catalogOf(opts.replicator.store ?? current), nodes, info);
 
-    const next = offset + params.perPage < snap.ids.length ? snapshots.cursor(snap, offset + params.perPage) : null;
+    const next = offset + params.perPage < ranked.count ? snapshots.cursor(snap, offset + params.perPage) : null;
     const page = Math.floor(offset / params.perPage) + 1;
-    const total = params.skipTotal ? -1 : snap.ids.length;
-    const pages = params.skipTotal ? -1 : Math.ceil(snap.ids.length / params.perPage);
+    const total = params.skipTotal ? -1 : ranked.count;
+    const pages = params.skipTotal ? -1 : Math.ceil(ranked.count / params.perPage);
     let extra = `,"cursor":${JSON.stringify(next)}`;
-    if (superuser && (query.explain === '1' || query.explain === 'true')) {
+    if (explain) {
+      const at = new Map(pageIds.map((id, j) => [id, offset + j]));
       const terms: Record<string, unknown> = {};
-      for (const r of rows) terms[String(r.id)] = snap.terms[snap.ids.indexOf(String(r.id), offset)];
+      for (const r of rows) terms[String(r.id)] = termsAt(profile, ranked.terms, at.get(String(r.id))! * ranked.width);
       extra += `,"explain":${JSON.stringify({ now: new Date(snap.nowMs).toISOString(), items: terms })}`;
     }
     const tail = `,"page":${numberJson(page)},"perPage":${numberJson(params.perPage)},"totalItems":${total},"totalPages":${pages}${extra}}`;
-    if (!fields) return `{"items":[${nodes.map(recordJson).join(',')}]${tail}`;
-    const items = nodes.map(recordPlain);
-    pick(items, fields);
-    return `{"items":${stringifyGo(items)}${tail}`;
+    let body: string;
+    if (!fields) body = `{"items":[${nodes.map(recordJson).join(',')}]${tail}`;
+    else {
+      const items = nodes.map(recordPlain);
+      pick(items, fields);
+      body = `{"items":${stringifyGo(items)}${tail}`;
+    }
+    if (cacheKey !== null && current === store && opts.replicator.store === store) answers.set(store, catalog, cacheKey, body, since);
+    return body;
   }
 }

@@ -60,19 +60,30 @@ export interface ScoreTerms {
   followed: boolean;
 }
 
-/** The terms of one ranked row (columns named as rankSql selects them) for `explain`. */
-export function termsOf(p: FeedProfile, row: Record<string, unknown>): ScoreTerms {
+/**
+ * Numbers kept per ranked item (packed in a Float64Array, `termWidth` per item): score, relevance, age,
+ * followed, then one per interaction, from the columns the ranking selects (score, rel, age, fol, i0..).
+ */
+export function termWidth(p: FeedProfile): number {
+  return 4 + (p.interactions?.length ?? 0);
+}
+
+export function packTerms(p: FeedProfile, row: Record<string, unknown>, out: Float64Array, at: number): void {
+  out[at] = Number(row.score);
+  out[at + 1] = Number(row.rel ?? 0);
+  out[at + 2] = Number(row.age);
+  out[at + 3] = Number(row.fol ?? 0);
+  const n = p.interactions?.length ?? 0;
+  for (let k = 0; k < n; k++) out[at + 4 + k] = Number(row[`i${k}`] ?? 0);
+}
+
+/** The terms of the item packed at `at` (packTerms), for `explain`. */
+export function termsAt(p: FeedProfile, packed: Float64Array, at: number): ScoreTerms {
   const interactions: Record<string, number> = {};
   (p.interactions ?? []).forEach((i, k) => {
-    interactions[`${i.collection}.${i.field}`] = Number(row[`i${k}`] ?? 0);
+    interactions[`${i.collection}.${i.field}`] = packed[at + 4 + k];
   });
-  return {
-    score: Number(row.score),
-    relevance: Number(row.rel ?? 0),
-    ageHours: Number(row.age),
-    interactions,
-    followed: Number(row.fol ?? 0) === 1,
-  };
+  return { score: packed[at], relevance: packed[at + 1], ageHours: packed[at + 2], interactions, followed: packed[at + 3] === 1 };
 }
 
 /** True when the score is a strictly decreasing function of age alone (ranking can walk the date index). */
@@ -86,4 +97,38 @@ export function ageOnly(p: FeedProfile, hasQuery: boolean): boolean {
   // A boost that every item gets (following.only) or none can get is a constant.
   if (p.following && p.following.boost !== 0 && !p.following.only) return false;
   return true;
+}
+
+/**
+ * True when the score of an item left out of a candidate window can be bounded from above (boundSql).
+ * A window holds the items whose freshness field is at or after a cut, plus the K largest values of each
+ * interaction's counter; any other item has age >= A (the cut's age) and each interaction value v_i <= V_i
+ * (the counter's K-th largest value, or 0 when the counter has fewer than K rows, since then every item
+ * with a row is a candidate). The score is non-increasing in age and non-decreasing in v_i, R and B when:
+ *   - freshness has gravity > 0, or no gravity and halfLifeHours > 0, with weight >= 0;
+ *   - every interaction weight is >= 0;
+ *   - there is no relevance term (no query, or text.weight 0): bm25 has no useful upper bound.
+ * With gravity, base + fw is negative only when a stored sum is (float rounding of a sum of positive
+ * terms): that score is negative, and the bound, non-negative terms over a positive number, is >= 0.
+ */
+export function windowable(p: FeedProfile, hasQuery: boolean): boolean {
+  const f = p.freshness;
+  if (!f || !(f.weight >= 0) || !Number.isFinite(f.weight)) return false;
+  if (f.gravity !== undefined ? !(f.gravity > 0) : !(f.halfLifeHours !== undefined && f.halfLifeHours > 0)) return false;
+  if ((p.interactions ?? []).some((i) => !(i.weight >= 0) || !Number.isFinite(i.weight))) return false;
+  if (p.text && hasQuery && p.text.weight !== 0) return false;
+  if (p.following && !Number.isFinite(p.following.boost)) return false;
+  return true;
+}
+
+/**
+ * The upper bound on the score of any item outside a candidate window: the score formula itself (scoreSql)
+ * at age = A and v_i = V_i (SQL given), R = 0 and B = the largest boost an item can get (`followable`:
+ * whether any item can count as followed, false for an anonymous requester). Every operation of the
+ * formula is monotone in IEEE arithmetic, so the bound holds for the computed scores, not only for the
+ * real numbers, as long as A and V_i are computed like the items' age and values (see feed-sql.ts).
+ */
+export function boundSql(p: FeedProfile, b: { age: string; interactions: string[]; followable: boolean }): string {
+  const followed = p.following && (p.following.only || (b.followable && p.following.boost > 0)) ? '1' : '0';
+  return scoreSql(p, { rel: '0.0', age: b.age, interactions: b.interactions, followed });
 }

@@ -2,7 +2,8 @@
 // cursors that point into them: snapshot id + offset, bound to the requester and HMAC-signed with a
 // per-process random key, so a cursor cannot be forged, edited or replayed by someone else.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { ScoreTerms } from './score.js';
+import type { PageSql } from './feed-sql.js';
+import type { Ranked } from './window.js';
 
 export interface Snapshot {
   id: string;
@@ -12,9 +13,11 @@ export interface Snapshot {
   filter: string;
   match: string | null;
   nowMs: number;
-  ids: string[];
-  terms: ScoreTerms[];
+  /** The ranked ids and their score terms, packed (a few objects per snapshot, whatever its length). */
+  ranked: Ranked;
   createdAt: number;
+  /** The page query compiled for it, reused by later pages while its inputs are the same (routes.ts). */
+  page?: { key: string; catalog: object; sql: PageSql };
 }
 
 export interface SnapshotOptions {
@@ -33,22 +36,34 @@ export class SnapshotStore {
   private readonly byId = new Map<string, Snapshot>();
   private readonly recent = new Map<string, Snapshot>();
   private readonly building = new Map<string, Promise<Snapshot>>();
+  private epoch = 0;
 
   constructor(private readonly opts: SnapshotOptions) {}
 
   /**
    * The snapshot for a first page: a recent identical one (same owner, profile, filter and query), the
-   * one being built for a concurrent identical request, or a new one from `build`.
+   * one being built for a concurrent identical request, or a new one from `build`. A recent one past half
+   * its reuse window is still answered, and its successor built meanwhile (refresh ahead): a shared
+   * ranking is never older than the window, and requests do not wait for its rebuilds.
    */
   async obtain(reuseKey: string | null, build: () => Promise<Omit<Snapshot, 'id' | 'createdAt'>>): Promise<Snapshot> {
     const now = Date.now();
     if (reuseKey !== null && this.opts.reuseMs > 0) {
       const hit = this.recent.get(reuseKey);
-      if (hit && now - hit.createdAt <= this.opts.reuseMs && this.byId.has(hit.id)) return this.touch(hit);
       const pending = this.building.get(reuseKey);
+      if (hit && now - hit.createdAt <= this.opts.reuseMs && this.byId.has(hit.id)) {
+        if (!pending && now - hit.createdAt > this.opts.reuseMs / 2) this.start(reuseKey, build).catch(() => {});
+        return this.touch(hit);
+      }
       if (pending) return pending;
     }
-    const p = build().then((s) => this.add(reuseKey, s));
+    return this.start(reuseKey, build);
+  }
+
+  private start(reuseKey: string | null, build: () => Promise<Omit<Snapshot, 'id' | 'createdAt'>>): Promise<Snapshot> {
+    const epoch = this.epoch;
+    // A build that finishes after clear() answers its own request but is not offered to others.
+    const p = build().then((s) => this.add(epoch === this.epoch ? reuseKey : null, s));
     if (reuseKey !== null) {
       this.building.set(reuseKey, p);
       const done = () => { if (this.building.get(reuseKey) === p) this.building.delete(reuseKey); };
@@ -102,5 +117,7 @@ export class SnapshotStore {
   clear(): void {
     this.byId.clear();
     this.recent.clear();
+    this.building.clear();
+    this.epoch++;
   }
 }
