@@ -12,14 +12,15 @@
 // --concurrency [50] --data <dir> (keep the seeded PocketBase there and reuse it next time) --seed-only --no-pair --skip-direct.
 import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { projectRoot } from '../scripts/pocketbase-binary.js';
 import { api, superuserToken } from '../test/harness/dump.js';
 import { startPocketBase, type PocketBase } from '../test/harness/pocketbase.js';
-import { seedReference, USER_PASSWORD } from '../test/harness/seed.js';
+import { batch, seedReference, USER_PASSWORD } from '../test/harness/seed.js';
 import { startSidecarProcess, type SidecarProcess } from '../test/harness/sidecar-process.js';
 import { chartSvg } from './chart.js';
 import { buildPlan, WRITE_KINDS, type Kind, type MixData } from './mix.js';
@@ -43,7 +44,7 @@ const REDIS_URL = 'redis://127.0.0.1:6379/8';
 const work = mkdtempSync(join(tmpdir(), 'hapta-bench-'));
 const log = (s: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
 
-interface SeedFile { sizes: typeof SIZES; users: { id: string; email: string }[]; posts: string[]; likePairs: string[]; followPairs: string[]; drafts: string[] }
+interface SeedFile { sizes: typeof SIZES; seededAt?: string; users: { id: string; email: string }[]; posts: string[]; likePairs: string[]; followPairs: string[]; drafts: string[] }
 
 async function pocketbase(): Promise<{ pb: PocketBase; data: MixData & { users: { id: string; email: string }[] } }> {
   const baseDir = DATA_DIR ?? join(work, 'pb');
@@ -63,13 +64,30 @@ async function pocketbase(): Promise<{ pb: PocketBase; data: MixData & { users: 
     const seconds = (Date.now() - t0) / 1000;
     const total = Object.values(SIZES).reduce((a, b) => a + b, 0);
     log(`seeded ${total} records in ${seconds.toFixed(0)} s (${Math.round(total / seconds)}/s)`);
-    const file: SeedFile = { sizes: SIZES, users: seeded.users.map(({ id, email }) => ({ id, email })), posts: seeded.posts, likePairs: [...seeded.likePairs], followPairs: [...seeded.followPairs], drafts: [...seeded.drafts] };
+    const file: SeedFile = { sizes: SIZES, seededAt: new Date().toISOString(), users: seeded.users.map(({ id, email }) => ({ id, email })), posts: seeded.posts, likePairs: [...seeded.likePairs], followPairs: [...seeded.followPairs], drafts: [...seeded.drafts] };
     writeFileSync(seedFile, JSON.stringify(file));
   } else {
     log(`reusing the seeded PocketBase in ${baseDir}`);
   }
   const f = JSON.parse(readFileSync(seedFile, 'utf8')) as SeedFile;
+  await removeLeftovers(pb, f.seededAt ?? statSync(seedFile).mtime.toISOString());
   return { pb, data: { users: f.users, posts: f.posts, likePairs: new Set(f.likePairs), followPairs: new Set(f.followPairs), drafts: new Set(f.drafts ?? []) } };
+}
+
+/**
+ * Likes and follows made after seeding: a run undoes its own, but an interrupted one leaves some, and
+ * the plan would then create them again (not unique). Deleted before the runs, as a superuser.
+ */
+async function removeLeftovers(pb: PocketBase, seededAt: string): Promise<void> {
+  const token = await superuserToken(pb.url);
+  const since = seededAt.replace('T', ' ');
+  for (const coll of ['likes', 'follows']) {
+    const filter = encodeURIComponent(`created > '${since}'`);
+    const res = await api<{ items: { id: string }[] }>(pb.url, `/api/collections/${coll}/records?perPage=1000&skipTotal=1&fields=id&filter=${filter}`, { token });
+    if (res.items.length === 0) continue;
+    await batch(pb.url, token, res.items.map((r) => ({ method: 'DELETE' as const, url: `/api/collections/${coll}/records/${r.id}` })));
+    log(`removed ${res.items.length} ${coll} left by an interrupted run`);
+  }
 }
 
 function child(script: string, args: string[]): { proc: ChildProcess; output: Promise<string>; firstLine: Promise<string> } {
@@ -133,7 +151,8 @@ function lagProbe(pbUrl: string, pbToken: string, sidecarUrl: string, sidecarTok
   const loop = (async () => {
     let n = 0;
     while (running) {
-      const id = `lagprobe${String(n++).padStart(7, '0')}`.slice(0, 15);
+      const id = `lp${randomBytes(8).readBigUInt64BE().toString(36).padStart(13, '0').slice(-13)}`;
+      n++;
       const rec = await api(pbUrl, '/api/collections/audit_log/records', { method: 'POST', token: pbToken, body: { id, action: 'create', payload: { probe: n } } }).catch(() => null);
       if (rec) {
         const t0 = performance.now();
