@@ -1,5 +1,6 @@
 // A small SVG chart for the headline benchmark: throughput per target on the left, latency percentiles
-// per target on the right (log scale, so PocketBase's tail and the sidecar's both stay readable).
+// per target on the right, both on log scales (PocketBase, the sidecar and the floor differ by orders of
+// magnitude).
 
 export interface ChartTarget { name: string; rps: number; p50: number; p95: number; p99: number }
 
@@ -18,18 +19,24 @@ export function chartSvg(title: string, subtitle: string, targets: ChartTarget[]
   out.push(`<text x="20" y="28" font-size="17" font-weight="600">${esc(title)}</text>`);
   out.push(`<text x="20" y="48" fill="#555">${esc(subtitle)}</text>`);
 
-  // Left: throughput, linear scale.
-  const maxRps = Math.max(...targets.map((t) => t.rps), 1);
-  const lx = 40;
+  // Left: throughput, log scale (the floor is orders of magnitude above PocketBase).
+  const lx = 50;
   const lw = 380;
-  out.push(`<text x="${lx}" y="${top - 10}" font-weight="600">Throughput (requests/s, higher is better)</text>`);
+  const rpsLo = Math.pow(10, Math.floor(Math.log10(Math.max(1, Math.min(...targets.map((t) => t.rps))))));
+  const rpsHi = Math.pow(10, Math.ceil(Math.log10(Math.max(...targets.map((t) => t.rps), 10))));
+  const ry = (v: number) => bottom - ((bottom - top - 20) * (Math.log10(Math.max(v, rpsLo)) - Math.log10(rpsLo))) / (Math.log10(rpsHi) - Math.log10(rpsLo));
+  out.push(`<text x="${lx}" y="${top - 10}" font-weight="600">Throughput (requests/s, log scale, higher is better)</text>`);
+  for (let v = rpsLo; v <= rpsHi; v *= 10) {
+    out.push(`<line x1="${lx}" y1="${ry(v)}" x2="${lx + lw}" y2="${ry(v)}" stroke="#eee"/>`);
+    out.push(`<text x="${lx - 4}" y="${ry(v) + 4}" text-anchor="end" fill="#777">${fmt(v)}</text>`);
+  }
   out.push(`<line x1="${lx}" y1="${bottom}" x2="${lx + lw}" y2="${bottom}" stroke="#999"/>`);
   const bw = lw / targets.length;
   targets.forEach((t, i) => {
-    const h = ((bottom - top - 20) * t.rps) / maxRps;
+    const yy = ry(t.rps);
     const x = lx + i * bw + bw * 0.15;
-    out.push(`<rect x="${x}" y="${bottom - h}" width="${bw * 0.7}" height="${h}" fill="${COLORS[i % COLORS.length]}"/>`);
-    out.push(`<text x="${x + bw * 0.35}" y="${bottom - h - 5}" text-anchor="middle">${fmt(t.rps)}</text>`);
+    out.push(`<rect x="${x}" y="${yy}" width="${bw * 0.7}" height="${bottom - yy}" fill="${COLORS[i % COLORS.length]}"/>`);
+    out.push(`<text x="${x + bw * 0.35}" y="${yy - 5}" text-anchor="middle">${fmt(t.rps)}</text>`);
     out.push(`<text x="${x + bw * 0.35}" y="${bottom + 16}" text-anchor="middle">${esc(t.name)}</text>`);
   });
 

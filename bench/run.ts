@@ -9,12 +9,12 @@
 //   4. Writes bench/results/headline.json and bench/results/headline.svg and prints the tables.
 // Options (defaults in brackets): --users [1000] --posts [100000] --likes [500000] --comments [100000]
 // --follows [30000] --requests [50000] --signed-in [300] --anonymous [200] --write-share [0.02]
-// --concurrency [50] --data <dir> (keep the seeded PocketBase there and reuse it next time) --seed-only --no-pair --skip-direct.
+// --concurrency [50] --data <dir> (keep the seeded PocketBase there and reuse it next time) --seed-only --no-pair --skip-direct --chart-only.
 import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { projectRoot } from '../scripts/pocketbase-binary.js';
@@ -313,11 +313,27 @@ function print(reports: TargetReport[], counts: Record<string, number>, planned:
   if (one.sidecarCounters) console.log(`sidecar's own counters during its run: ${JSON.stringify(one.sidecarCounters)}`);
   for (const r of reports) if (r.result.errorSamples.length) console.log(`errors (${r.name}), first ones:\n  ${r.result.errorSamples.slice(0, 5).join('\n  ')}`);
 
-  const subtitle = `${planned} requests, ${MIX.writeShare * 100}% writes, ${CONCURRENCY} concurrent, ${SIZES.posts.toLocaleString('en-US')} posts / ${SIZES.likes.toLocaleString('en-US')} likes; one 2-core machine`;
+  writeChart(reports, planned);
+  console.log(`\nsaved ${saveResult('headline', { command, sizes: SIZES, mix: MIX, concurrency: CONCURRENCY, planned: counts, reports })} and bench/results/headline.svg`);
+}
+
+interface RunShape { mix: typeof MIX; sizes: typeof SIZES; concurrency: number }
+
+function writeChart(reports: TargetReport[], planned: number, run: RunShape = { mix: MIX, sizes: SIZES, concurrency: CONCURRENCY }): void {
+  const { mix, sizes, concurrency } = run;
+  const cores = cpus().length;
+  const subtitle = `${planned} requests, ${mix.writeShare * 100}% writes, ${concurrency} concurrent, ${sizes.posts.toLocaleString('en-US')} posts / ${sizes.likes.toLocaleString('en-US')} likes; one ${cores}-core machine`;
   const svg = chartSvg('PocketBase direct vs the sidecar: one social-app request mix', subtitle,
     reports.map((r) => ({ name: r.name, rps: r.result.rps, p50: r.result.overall.p50, p95: r.result.overall.p95, p99: r.result.overall.p99 })));
   writeFileSync(join(projectRoot, 'bench', 'results', 'headline.svg'), svg);
-  console.log(`\nsaved ${saveResult('headline', { command, sizes: SIZES, mix: MIX, concurrency: CONCURRENCY, planned: counts, reports })} and bench/results/headline.svg`);
+}
+
+// --chart-only: draw the chart again from the last results (bench/results/headline.json).
+if (process.argv.includes('--chart-only')) {
+  const last = JSON.parse(readFileSync(join(projectRoot, 'bench', 'results', 'headline.json'), 'utf8')) as RunShape & { reports: TargetReport[]; planned: Record<string, number> };
+  writeChart(last.reports, Object.values(last.planned).reduce((a, b) => a + b, 0), last);
+  rmSync(work, { recursive: true, force: true });
+  process.exit(0);
 }
 
 main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
