@@ -139,7 +139,7 @@ export async function replay(spec: ReplaySpec): Promise<ReplayResult> {
   const allStatuses: Record<string, number> = {};
   let allErrors = 0;
   for (const [k, l] of lat) {
-    all.push(...l);
+    for (const v of l) all.push(v); // no spread: a kind may hold more values than a call takes arguments
     allErrors += errs.get(k) ?? 0;
     for (const [st, n] of Object.entries(statuses.get(k) ?? {})) allStatuses[st] = (allStatuses[st] ?? 0) + n;
     kinds[k] = stats(l, errs.get(k) ?? 0, statuses.get(k) ?? {});
