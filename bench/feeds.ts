@@ -25,7 +25,7 @@ import type { Requester } from '../sidecar/reads/index.js';
 import { api, superuserToken } from '../test/harness/dump.js';
 import { startPocketBase } from '../test/harness/pocketbase.js';
 import { makeId, rng } from '../test/harness/seed.js';
-import { saveResult, summary, table } from './stats.js';
+import { arg, saveResult, summary, table } from './stats.js';
 
 const CONNECTIONS = 50;
 
@@ -36,10 +36,6 @@ if (process.argv[2] === '--load') {
   process.exit(0);
 }
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? dflt : Number(process.argv[i + 1]);
-}
 const SIZES = { users: arg('users', 100_000), posts: arg('posts', 1_000_000), likes: arg('likes', 10_000_000), follows: arg('follows', 1_000_000), comments: arg('comments', 0) };
 const DURATION = arg('duration', 5);
 const qIndex = process.argv.indexOf('--q');

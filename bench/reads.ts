@@ -8,14 +8,11 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { startReadsEnv } from '../test/reads-env.js';
+import { arg } from './stats.js';
 
 interface LoadSpec { url: string; path: string; headers: Record<string, string>; seconds: number; connections: number }
 interface LoadResult { rps: number; p50: number; p99: number; errors: number; non2xx: number }
 
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? def : Number(process.argv[i + 1]);
-}
 
 async function load(spec: LoadSpec): Promise<LoadResult> {
   const pool = new Pool(spec.url, { connections: spec.connections, pipelining: 1 });

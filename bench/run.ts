@@ -26,12 +26,8 @@ import { chartSvg } from './chart.js';
 import { buildPlan, WRITE_KINDS, type Kind, type MixData } from './mix.js';
 import { watch, type Usage } from './procstat.js';
 import type { ReplayResult, ReplaySpec } from './replay.js';
-import { saveResult, summary, table } from './stats.js';
+import { arg, saveResult, summary, table } from './stats.js';
 
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? def : Number(process.argv[i + 1]);
-}
 const SIZES = { users: arg('users', 1000), posts: arg('posts', 100_000), likes: arg('likes', 500_000), comments: arg('comments', 100_000), follows: arg('follows', 30_000) };
 const MIX = { requests: arg('requests', 50_000), signedIn: arg('signed-in', 300), anonymous: arg('anonymous', 200), writeShare: arg('write-share', 0.02), seed: 7 };
 const CONCURRENCY = arg('concurrency', 50);

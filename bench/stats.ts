@@ -38,3 +38,9 @@ function formatNumber(n: number): string {
   if (!Number.isFinite(n)) return '-';
   return Number.isInteger(n) ? String(n) : n.toFixed(n < 10 ? 2 : 1);
 }
+
+/** A numeric command-line option `--name N`, or `def` when absent. */
+export function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i === -1 ? def : Number(process.argv[i + 1]);
+}

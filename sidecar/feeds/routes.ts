@@ -16,7 +16,7 @@ import { checkSuperuserOnlyFields, enrich, fieldsOf, listParams } from '../reads
 import { numberJson, stringifyGo } from '../reads/json.js';
 import type { Row } from '../reads/query.js';
 import { node, recordJson, recordPlain } from '../reads/records.js';
-import { firstValues, parseGoQuery, requestHeaders, type Requester, type RequestInfo } from '../reads/request.js';
+import { firstValues, parseGoQuery, requestHeaders, requesterKey, type Requester, type RequestInfo } from '../reads/request.js';
 import { AnswerCache } from './answers.js';
 import { pageSql, rankPlan, type FeedQuery, type PageSql } from './feed-sql.js';
 import { QueryError, type QueryPool } from './query-pool.js';
@@ -51,10 +51,6 @@ const NOT_FOUND = "The requested resource wasn't found.";
 const GENERIC = 'Something went wrong while processing your request.';
 /** Rules that read the request beyond who is asking: their rankings are never shared between requests. */
 const REQUEST_DEPENDENT = /@request\.(headers|query|body|method|context)|@(now|second|minute|hour|weekday|day|month|year|yesterday|tomorrow|todayStart|todayEnd|monthStart|monthEnd|yearStart|yearEnd)\b/;
-
-export function requesterKey(r: Requester): string {
-  return r.kind === 'anonymous' ? 'a' : r.kind === 'superuser' ? `s:${String(r.record.id)}` : `r:${r.collectionId}:${String(r.record.id)}`;
-}
 
 /** Prepared page statements of the main thread's replica connection (per store: a new file, new ones). */
 const pageStatements = new WeakMap<ReplicaStore, Map<string, Database.Statement>>();

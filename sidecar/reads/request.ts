@@ -9,6 +9,11 @@ export type Requester =
   | { kind: 'superuser'; record: Record<string, unknown> }
   | { kind: 'record'; collectionId: string; record: Record<string, unknown> };
 
+/** Who is asking, as a short key: the same caller gets the same key (cache and snapshot owners). */
+export function requesterKey(r: Requester): string {
+  return r.kind === 'anonymous' ? 'a' : r.kind === 'superuser' ? `s:${String(r.record.id)}` : `r:${r.collectionId}:${String(r.record.id)}`;
+}
+
 export interface RequestInfo {
   /** "default" for list/view, "expand" while fetching expanded relations. */
   context: string;

@@ -11,7 +11,7 @@ import { list, view, type Answer } from './handlers.js';
 import { invalidateResults, ReadSet, tracked } from './query.js';
 import type { ReplicaStore } from '../../replica/store.js';
 import { tableSpec } from '../../replica/schema.js';
-import { firstValues, parseGoQuery, requestHeaders, type Requester, type RequestInfo } from './request.js';
+import { firstValues, parseGoQuery, requestHeaders, requesterKey, type Requester, type RequestInfo } from './request.js';
 
 export interface ReadRoutesOptions {
   replicator: Replicator;
@@ -84,10 +84,6 @@ function changedTables(store: ReplicaStore | null, changes: readonly { coll: str
     if (entry) tables.add(entry.spec.table);
   }
   return [...tables];
-}
-
-function requesterKey(r: Requester): string {
-  return r.kind === 'anonymous' ? 'a' : r.kind === 'superuser' ? `s:${String(r.record.id)}` : `r:${r.collectionId}:${String(r.record.id)}`;
 }
 
 /** Per catalog (a new one appears whenever the schema changes): no rule depends on time or headers. */
