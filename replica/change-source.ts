@@ -3,7 +3,7 @@
 // the sidecar's superuser session; see pb_hooks/hapta_changes.pb.js for the server side.
 import type { PbCollection } from './schema.js';
 import type { ChangeRow, RecordPage } from './store.js';
-import type { SuperuserSession } from './upstream.js';
+import type { SuperuserSession } from '../lib/upstream.js';
 
 export interface ChangesResponse {
   instance: string;

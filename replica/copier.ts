@@ -6,7 +6,7 @@
 import type { ChangeSource } from './change-source.js';
 import type { PbCollection } from './schema.js';
 import type { ReplicaStore } from './store.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../lib/log.js';
 
 export interface CopyStats {
   records: number;

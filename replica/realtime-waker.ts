@@ -2,9 +2,9 @@
 // "hapta/changes" on which the hook announces the change-log head after each record write, and wakes
 // the sync engine unless it has already read that far. Announcements are never applied: the change log
 // is the truth, and they are lost while disconnected, so a reconnect wakes the engine too.
-import { Backoff, sleep } from './backoff.js';
-import type { Logger } from './log.js';
-import type { SuperuserSession, Upstream } from './upstream.js';
+import { Backoff, sleep } from '../lib/backoff.js';
+import type { Logger } from '../lib/log.js';
+import type { SuperuserSession, Upstream } from '../lib/upstream.js';
 
 export const CHANGES_TOPIC = 'hapta/changes';
 

@@ -4,10 +4,10 @@
 // published atomically, and rebuilds when the log no longer continues what the replica holds.
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Backoff, sleep } from './backoff.js';
+import { Backoff, sleep } from '../lib/backoff.js';
 import type { ChangeSource, ChangesResponse } from './change-source.js';
 import { copyCollection } from './copier.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../lib/log.js';
 import { isReplicable, sameTableShape, tableSpec, type PbCollection } from './schema.js';
 import { FORMAT_VERSION, ReplicaStore, type ChangeRow } from './store.js';
 

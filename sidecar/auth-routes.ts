@@ -4,7 +4,7 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Dispatcher } from 'undici';
-import type { Upstream } from '../replica/upstream.js';
+import type { Upstream } from '../lib/upstream.js';
 import { sendError } from './errors.js';
 import { readBody } from './gate/body-limit.js';
 import type { LoginGuard } from './gate/login-guard.js';

@@ -1,7 +1,7 @@
 // PocketBase's error shape on the wire ({data, message, status}), and the one middleware that turns
 // anything else into a plain 500 without internals.
 import type { Context, Next } from 'koa';
-import type { Logger } from '../replica/log.js';
+import type { Logger } from '../lib/log.js';
 
 export class ApiError extends Error {
   constructor(readonly status: number, message: string, readonly data: Record<string, unknown> = {}) {

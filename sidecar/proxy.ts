@@ -2,7 +2,7 @@
 // the answer back (status, headers, body; realtime SSE included). Hop-by-hop headers are dropped.
 import type { Context } from 'koa';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Purpose, Upstream } from '../replica/upstream.js';
+import type { Purpose, Upstream } from '../lib/upstream.js';
 import { sendError } from './errors.js';
 
 const HOP_BY_HOP = new Set([

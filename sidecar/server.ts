@@ -1,7 +1,7 @@
 // The sidecar's entry point (the `sidecar` process of the Procfile): loads config.ts and the
 // environment, starts the service, and shuts down cleanly on SIGINT/SIGTERM.
 import { ConfigError, loadConfig } from '../config.js';
-import { createLogger } from '../replica/log.js';
+import { createLogger } from '../lib/log.js';
 import { createSidecar } from './app.js';
 
 async function main(): Promise<void> {

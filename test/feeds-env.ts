@@ -5,7 +5,7 @@ import Koa from 'koa';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { REFERENCE_FEEDS, type FeedProfile } from '../config.js';
-import { silentLogger } from '../replica/log.js';
+import { silentLogger } from '../lib/log.js';
 import { errorHandler, sendError } from '../sidecar/errors.js';
 import { createFeedRoutes, QueryPool, type FeedRoutesOptions } from '../sidecar/feeds/index.js';
 import { identity } from '../sidecar/identity.js';

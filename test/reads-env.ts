@@ -6,7 +6,7 @@ import Koa from 'koa';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { decodeRow, quoteIdent } from '../replica/schema.js';
-import { silentLogger } from '../replica/log.js';
+import { silentLogger } from '../lib/log.js';
 import { errorHandler } from '../sidecar/errors.js';
 import { createProxy } from '../sidecar/proxy.js';
 import { createReadRoutes, type Requester } from '../sidecar/reads/index.js';

@@ -4,8 +4,8 @@
 import Koa from 'koa';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { silentLogger } from '../replica/log.js';
-import { Upstream } from '../replica/upstream.js';
+import { silentLogger } from '../lib/log.js';
+import { Upstream } from '../lib/upstream.js';
 import { errorHandler } from '../sidecar/errors.js';
 import { bodyLimit, limitedBody } from '../sidecar/gate/body-limit.js';
 import { clientIp } from '../sidecar/gate/client-ip.js';

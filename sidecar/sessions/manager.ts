@@ -3,8 +3,8 @@
 // retires the presented key; a retired key works for a short grace window and never after: presented
 // later it burns the whole session (that is how a stolen key shows itself).
 import { randomBytes } from 'node:crypto';
-import type { Logger } from '../../replica/log.js';
-import { tokenExpiry, type Upstream, UpstreamError } from '../../replica/upstream.js';
+import type { Logger } from '../../lib/log.js';
+import { tokenExpiry, type Upstream, UpstreamError } from '../../lib/upstream.js';
 import { KeySigner, isSafeClaimValue, tokenFromHeader } from './token.js';
 import { Lru } from '../lru.js';
 import { SecretBox } from './secret-box.js';

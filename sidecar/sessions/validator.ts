@@ -3,8 +3,8 @@
 // replica saw change or disappear. PocketBase refusing a token ends its session. With several sidecars,
 // a Redis lock lets one of them do the periodic pass.
 import type { Redis } from 'ioredis';
-import { Backoff, sleep } from '../../replica/backoff.js';
-import type { Logger } from '../../replica/log.js';
+import { Backoff, sleep } from '../../lib/backoff.js';
+import type { Logger } from '../../lib/log.js';
 import type { SessionManager } from './manager.js';
 
 export interface ValidatorOptions {

@@ -4,7 +4,7 @@
 import type { Context } from 'koa';
 import type { Dispatcher } from 'undici';
 import type { Replicator } from '../../replica/replicator.js';
-import type { Upstream } from '../../replica/upstream.js';
+import type { Upstream } from '../../lib/upstream.js';
 import { sendError } from '../errors.js';
 import { forwardHeaders } from '../proxy.js';
 

@@ -6,7 +6,7 @@ import type { Context, Middleware, Next } from 'koa';
 import type { Replicator } from '../../replica/replicator.js';
 import { quoteIdent, type PbCollection, type PbField } from '../../replica/schema.js';
 import type { ReplicaStore } from '../../replica/store.js';
-import type { Upstream } from '../../replica/upstream.js';
+import type { Upstream } from '../../lib/upstream.js';
 import { sendError } from '../errors.js';
 import { BodyTooLarge, readBody, TOO_LARGE } from '../gate/body-limit.js';
 import type { Authenticated } from '../sessions/manager.js';

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type DeepPartial, type HaptaConfig } from '../../config.js';
-import { createLogger, silentLogger } from '../../replica/log.js';
+import { createLogger, silentLogger } from '../../lib/log.js';
 import { createSidecar, type Sidecar } from '../../sidecar/app.js';
 import { SUPERUSER, type PocketBase } from './pocketbase.js';
 
