@@ -69,7 +69,7 @@ async function main(): Promise<void> {
     const rows: string[] = [];
     for (const c of cases) {
       const pb = await loadInChild({ url: env.pb.url, path: c.path, headers: c.as.token ? { authorization: c.as.token } : {}, seconds, connections });
-      const sc = await loadInChild({ url: env.url, path: c.path, headers: c.as.header ? { 'x-test-auth': c.as.header } : {}, seconds, connections });
+      const sc = await loadInChild({ url: env.url, path: c.path, headers: c.as.key ? { authorization: c.as.key } : {}, seconds, connections });
       rows.push(`| ${c.name} | ${pb.rps.toFixed(0)} | ${pb.p50.toFixed(1)} | ${pb.p99.toFixed(1)} | ${sc.rps.toFixed(0)} | ${sc.p50.toFixed(1)} | ${sc.p99.toFixed(1)} | ${(sc.rps / pb.rps).toFixed(1)}x | ${(pb.p99 / Math.max(sc.p99, 0.01)).toFixed(1)}x | ${pb.errors + pb.non2xx}/${sc.errors + sc.non2xx} |`);
       console.log(rows[rows.length - 1]);
     }
@@ -77,7 +77,7 @@ async function main(): Promise<void> {
     console.log('| case | PB req/s | PB p50 ms | PB p99 ms | sidecar req/s | sidecar p50 ms | sidecar p99 ms | req/s ratio | p99 ratio (PB/sidecar) | errors PB/sidecar |');
     console.log('|---|---|---|---|---|---|---|---|---|---|');
     for (const r of rows) console.log(r);
-    console.log('fallbacks:', JSON.stringify([...env.fallbacks]));
+    console.log('fallbacks:', JSON.stringify(await env.fallbacks()));
   } finally {
     await env.stop();
   }

@@ -3,10 +3,23 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from '../lib/log.js';
 
+/**
+ * The one error type for answers in PocketBase's shape: thrown anywhere in a request, rendered by
+ * errorHandler (or sendApiError). `detail` is for logs and tests, never sent.
+ */
 export class ApiError extends Error {
-  constructor(readonly status: number, message: string, readonly data: Record<string, unknown> = {}) {
+  constructor(readonly status: number, message: string, readonly data: Record<string, unknown> = {}, readonly detail = '') {
     super(message);
   }
+
+  /** The wire form: {data, message, status}. */
+  toJSON(): { data: Record<string, unknown>; message: string; status: number } {
+    return { data: this.data, message: this.message, status: this.status };
+  }
+}
+
+export function sendApiError(ctx: Context, err: ApiError): void {
+  sendError(ctx, err.status, err.message, err.data);
 }
 
 export function sendError(ctx: Context, status: number, message: string, data: Record<string, unknown> = {}): void {

@@ -1,15 +1,6 @@
-// Test/bench harness for the read path: a real PocketBase, the sidecar's replicator, and a small Koa app
-// mounting createReadRoutes in front of a proxy to PocketBase. Identity comes from the test-only header
-// `x-test-auth` ("superuser" or "<collectionId>/<recordId>", looked up in the replica); the same request
-// goes to PocketBase with that identity's real token.
-import Koa from 'koa';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { decodeRow, quoteIdent } from '../replica/schema.js';
-import { silentLogger } from '../lib/log.js';
-import { errorHandler } from '../sidecar/errors.js';
-import { createProxy } from '../sidecar/proxy.js';
-import { createReadRoutes, type Requester } from '../sidecar/reads/index.js';
+// Test/bench harness for the read path: a real PocketBase with seeded data and the shipped sidecar. Each
+// identity signs in twice: through the sidecar (a session key) and at PocketBase (its token), so the same
+// request can go both ways as the same caller.
 import { superuserToken } from './harness/dump.js';
 import { startPocketBase, SUPERUSER, type PocketBase } from './harness/pocketbase.js';
 import { seedReference, USER_PASSWORD, type SeedCounts, type Seeded } from './harness/seed.js';
@@ -17,8 +8,8 @@ import { startSidecar, waitForSync, type TestSidecar } from './harness/sidecar.j
 
 export interface Identity {
   name: string;
-  /** Value of x-test-auth for the sidecar ('' for anonymous). */
-  header: string;
+  /** Sidecar session key ('' for anonymous). */
+  key: string;
   /** PocketBase token ('' for anonymous). */
   token: string;
   id: string;
@@ -28,8 +19,9 @@ export interface ReadsEnv {
   pb: PocketBase;
   sidecar: TestSidecar;
   url: string;
-  server: Server;
-  fallbacks: Map<string, number>;
+  /** Read fallbacks to PocketBase by reason since the last reset (from the sidecar's metrics). */
+  fallbacks(): Promise<[string, number][]>;
+  resetFallbacks(): Promise<void>;
   superToken: string;
   seeded: Seeded;
   identities: Identity[];
@@ -61,77 +53,49 @@ async function startAround(pb: PocketBase, opts: Parameters<typeof startReadsEnv
   const superToken = await superuserToken(pb.url);
   const seeded = await seedReference(pb.url, superToken, opts.counts, opts.seed ?? 7);
   await opts.setup?.(pb.url, superToken, seeded);
-  const sidecar = await startSidecar(pb);
+  // The shipped chain, with rate limits off: the suites send thousands of reads from one address.
+  const sidecar = await startSidecar(pb, { rateLimits: { enabled: false } });
   keep(sidecar);
   await waitForSync(sidecar, 60_000);
 
-  const su = await fetch(`${pb.url}/api/collections/_superusers/auth-with-password`, {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ identity: SUPERUSER.email, password: SUPERUSER.password }),
-  });
-  const superRecord = ((await su.json()) as { record: Record<string, unknown> }).record;
-  const identities: Identity[] = [{ name: 'anon', header: '', token: '', id: '' }];
+  const identities: Identity[] = [{ name: 'anon', key: '', token: '', id: '' }];
   for (const i of [0, 1]) {
     const u = seeded.users[i];
     const { token, id } = await authToken(pb.url, 'users', u.email, USER_PASSWORD);
-    identities.push({ name: `user${i}`, header: `_pb_users_auth_/${id}`, token, id });
+    const { token: key } = await authToken(sidecar.url, 'users', u.email, USER_PASSWORD);
+    identities.push({ name: `user${i}`, key, token, id });
   }
-  identities.push({ name: 'superuser', header: 'superuser', token: superToken, id: '' });
-  const fallbacks = new Map<string, number>();
-  const app = new Koa();
-  app.silent = true;
-  app.use(errorHandler(silentLogger));
-  app.use(createReadRoutes({
-    replicator: sidecar.replicator,
-    identify: async (ctx) => identifyFromHeader(sidecar, superRecord, String(ctx.get('x-test-auth') ?? '')),
-    onFallback: (reason) => fallbacks.set(reason, (fallbacks.get(reason) ?? 0) + 1),
-  }));
-  app.use(createProxy({
-    upstream: sidecar.upstream,
-    // A fallback is forwarded as the same identity: the test header becomes that identity's token.
-    prepare: async (_ctx, h) => {
-      const who = identities.find((i) => i.header !== '' && i.header === h['x-test-auth']);
-      delete h['x-test-auth'];
-      if (who) h.authorization = who.token;
-    },
-  }));
-  const server = createServer(app.callback());
-  server.keepAliveTimeout = 65_000;
-  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { token: superKey, id: superId } = await authToken(sidecar.url, '_superusers', SUPERUSER.email, SUPERUSER.password);
+  identities.push({ name: 'superuser', key: superKey, token: superToken, id: superId });
 
-
+  const reasons = async () => {
+    const { values } = await sidecar.metrics.readFallbacks.get();
+    return new Map(values.map((v) => [String(v.labels.reason), v.value]));
+  };
+  let baseline = new Map<string, number>();
   return {
-    pb, sidecar, url, server, fallbacks, superToken, seeded, identities,
+    pb, sidecar, url: sidecar.url, superToken, seeded, identities,
+    async fallbacks() {
+      const now = await reasons();
+      return [...now].map(([k, n]) => [k, n - (baseline.get(k) ?? 0)] as [string, number]).filter(([, n]) => n > 0);
+    },
+    async resetFallbacks() {
+      baseline = await reasons();
+    },
     async stop() {
-      server.closeAllConnections();
-      await new Promise<void>((res) => server.close(() => res()));
       await sidecar.destroy();
       await pb.destroy();
     },
   };
 }
 
-function identifyFromHeader(sidecar: TestSidecar, superRecord: Record<string, unknown>, header: string): Requester {
-  if (header === '') return { kind: 'anonymous' };
-  if (header === 'superuser') {
-    return { kind: 'superuser', record: superRecord };
-  }
-  const [collectionId, id] = header.split('/');
-  const store = sidecar.replicator.store!;
-  const entry = store.entry(collectionId);
-  if (!entry) throw new Error(`unknown auth collection ${collectionId}`);
-  const row = store.db.prepare(`SELECT * FROM ${quoteIdent(entry.spec.table)} WHERE id = ?`).get(id) as Record<string, unknown> | undefined;
-  if (!row) return { kind: 'anonymous' };
-  return { kind: 'record', collectionId, record: decodeRow(entry.spec, row) };
-}
-
 export interface Exchange { status: number; body: string }
 
-/** The same GET to PocketBase (with the identity's token) and to the sidecar (with x-test-auth). */
+/** The same GET to PocketBase (with the identity's token) and to the sidecar (with its session key). */
 export async function both(env: ReadsEnv, path: string, who: Identity): Promise<{ pb: Exchange; sc: Exchange }> {
   const [pbRes, scRes] = await Promise.all([
     fetch(env.pb.url + path, { headers: who.token ? { authorization: who.token } : {} }),
-    fetch(env.url + path, { headers: who.header ? { 'x-test-auth': who.header } : {} }),
+    fetch(env.url + path, { headers: who.key ? { authorization: who.key } : {} }),
   ]);
   return { pb: { status: pbRes.status, body: await pbRes.text() }, sc: { status: scRes.status, body: await scRes.text() } };
 }

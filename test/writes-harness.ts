@@ -1,18 +1,8 @@
 // Shared set-up of the write-path suites: PocketBase with the reference schema plus an "every" collection
-// (each field type and option) and an auth collection with password options, the sidecar, and a test
-// app mounting createWriteRoutes in front of the proxy with its own counted upstream.
-import Koa from 'koa';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { silentLogger } from '../lib/log.js';
-import { Upstream } from '../lib/upstream.js';
-import { errorHandler } from '../sidecar/errors.js';
-import { bodyLimit, limitedBody } from '../sidecar/gate/body-limit.js';
-import { clientIp } from '../sidecar/gate/client-ip.js';
-import { identity, upstreamIdentity } from '../sidecar/identity.js';
-import { createProxy } from '../sidecar/proxy.js';
-import { createWriteRoutes, type WriteHooks } from '../sidecar/writes/index.js';
+// (each field type and option) and an auth collection with password options, and the shipped sidecar
+// seen through its metrics (requests it forwarded, read-your-writes waits).
 import { api } from './harness/dump.js';
+import { metricSum } from './harness/metrics.js';
 import type { TestSidecar } from './harness/sidecar.js';
 
 export const EVERY = {
@@ -56,47 +46,23 @@ export async function createTestCollections(pbUrl: string, token: string): Promi
   for (const c of [EVERY, MEMBERS]) await api(pbUrl, '/api/collections', { method: 'POST', token, body: c });
 }
 
+/** The shipped sidecar seen as the write path's test subject. */
 export interface WriteApp {
   url: string;
-  /** HTTP requests this app sent to PocketBase. */
-  upstreamCount(): number;
-  rejected: string[];
-  syncs: number[];
-  close(): Promise<void>;
+  /** Requests the sidecar has forwarded to PocketBase on callers' behalf (sync traffic excluded). */
+  upstreamCount(): Promise<number>;
+  /** Read-your-writes waits so far: how many, and their total in ms. */
+  syncs(): Promise<{ count: number; sumMs: number }>;
 }
 
-export async function startWriteApp(sidecar: TestSidecar, pbUrl: string, hooks?: WriteHooks): Promise<WriteApp> {
-  let count = 0;
-  const upstream = new Upstream({ url: pbUrl, timeoutMs: 30_000, connections: 32, onRequest: () => count++ });
-  const identityOpts = { acceptPocketBaseTokens: false, clientIpHeader: sidecar.config.gate.clientIpHeader };
-  const rejected: string[] = [];
-  const syncs: number[] = [];
-  const app = new Koa();
-  app.silent = true;
-  app.use(errorHandler(silentLogger));
-  app.use(clientIp(''));
-  app.use(bodyLimit({ json: sidecar.config.gate.maxJsonBody, upload: sidecar.config.gate.maxUploadBody }));
-  app.use(identity(sidecar.sessions, identityOpts));
-  app.use(createWriteRoutes({
-    replicator: sidecar.replicator, upstream, hooks,
-    prepareUpstream: (ctx, headers) => upstreamIdentity(ctx, sidecar.sessions, identityOpts, headers),
-    maxJsonBody: sidecar.config.gate.maxJsonBody, maxUploadBody: sidecar.config.gate.maxUploadBody,
-    onRejected: (r) => rejected.push(r), onSynced: (ms) => syncs.push(ms),
-  }));
-  app.use(createProxy({
-    upstream,
-    prepare: (ctx, headers) => upstreamIdentity(ctx, sidecar.sessions, identityOpts, headers),
-    body: (ctx) => limitedBody(ctx.req, ctx.state.bodyLimit as number, () => (ctx.state.bodyTooLarge = true)),
-  }));
-  const server: Server = createServer(app.callback());
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+export function writeApp(sidecar: TestSidecar): WriteApp {
   return {
-    url, rejected, syncs, upstreamCount: () => count,
-    async close() {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-      await upstream.close();
+    url: sidecar.url,
+    upstreamCount: () => metricSum(sidecar.metrics.upstreamRequests, { purpose: 'proxy' }),
+    async syncs() {
+      const { values } = await sidecar.metrics.writeSync.get();
+      const pick = (name: string) => values.find((v) => v.metricName === name)?.value ?? 0;
+      return { count: pick('hapta_write_sync_ms_count'), sumMs: pick('hapta_write_sync_ms_sum') };
     },
   };
 }

@@ -7,7 +7,7 @@ import { superuserToken } from './harness/dump.js';
 import { startPocketBase, type PocketBase } from './harness/pocketbase.js';
 import { seedReference, USER_PASSWORD, type Seeded } from './harness/seed.js';
 import { startSidecar, waitForSync, type TestSidecar } from './harness/sidecar.js';
-import { createTestCollections, normalize, send, signIn, startWriteApp, type Answer, type WriteApp } from './writes-harness.js';
+import { createTestCollections, normalize, send, signIn, writeApp, type Answer, type WriteApp } from './writes-harness.js';
 
 const PNG = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63f8cfc0f01f0005000201a5f8a1b60000000049454e44ae426082', 'hex');
 
@@ -26,21 +26,20 @@ describe('write validation matches PocketBase', () => {
     await createTestCollections(pb.url, su);
     sidecar = await startSidecar(pb);
     await waitForSync(sidecar);
-    app = await startWriteApp(sidecar, pb.url);
+    app = writeApp(sidecar);
     me = await signIn(sidecar.url, pb.url, 'users', seeded.users[0].email, USER_PASSWORD);
   });
   after(async () => {
-    await app?.close();
-    await sidecar?.destroy();
+        await sidecar?.destroy();
     await pb?.destroy();
   });
 
   /** Sends one write both ways; returns [direct, through the write routes, upstream requests it cost]. */
   async function both(method: string, direct: string, via: string, body?: unknown, form?: () => FormData, token: 'user' | 'anon' = 'user'): Promise<[Answer, Answer, number]> {
     const d = await send(pb.url, method, direct, token === 'user' ? me.pbToken : null, body, form?.());
-    const before = app.upstreamCount();
+    const before = await app.upstreamCount();
     const v = await send(app.url, method, via, token === 'user' ? me.key : null, body, form?.());
-    return [d, v, app.upstreamCount() - before];
+    return [d, v, (await app.upstreamCount()) - before];
   }
 
   function expectSame(label: string, d: Answer, v: Answer, cost: number): void {
@@ -184,9 +183,9 @@ describe('write validation matches PocketBase', () => {
     for (const [label, make, local] of cases) {
       const body = make();
       const d = await send(pb.url, 'POST', members, null, body);
-      const before = app.upstreamCount();
+      const before = await app.upstreamCount();
       const v = await send(app.url, 'POST', members, null, { ...body, email: String(body.email ?? '').replace('@', '-2@') || undefined });
-      const cost = app.upstreamCount() - before;
+      const cost = (await app.upstreamCount()) - before;
       expectSame(label, d, v, cost);
       if (local) assert.equal(cost, 0, `${label}: expected a local rejection`);
     }

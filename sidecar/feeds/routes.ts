@@ -10,7 +10,7 @@ import type { Replicator } from '../../replica/replicator.js';
 import type { ReplicaStore } from '../../replica/store.js';
 import { ApiError, sendError } from '../errors.js';
 import { catalogOf, type Catalog } from '../reads/catalog.js';
-import { PbError, Unsupported } from '../reads/errors.js';
+import { Unsupported } from '../reads/errors.js';
 import { FieldsError, pick } from '../reads/fields.js';
 import { checkSuperuserOnlyFields, enrich, fieldsOf, listParams } from '../reads/handlers.js';
 import { numberJson, stringifyGo } from '../reads/json.js';
@@ -145,7 +145,7 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
       ctx.body = body;
     } catch (e) {
       if (e instanceof ApiError) return sendError(ctx, e.status, e.message, e.data);
-      if (e instanceof PbError) return sendError(ctx, e.status, e.message);
+      if (e instanceof ApiError) return sendError(ctx, e.status, e.message);
       if (e instanceof Unsupported || e instanceof FieldsError) return sendError(ctx, 400, GENERIC);
       if (e instanceof QueryError) {
         if (/no such (table|column)/.test(e.message) || e.code === 'NOT_READY') return sendError(ctx, 503, 'The feed is not available right now.');
@@ -163,7 +163,7 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
     if (requester.kind === 'record' && !store.entry(requester.collectionId)) throw new ApiError(503, 'The feed is not available right now.');
     const coll = catalog.find(profile.collection);
     if (!coll) throw new ApiError(503, 'The feed is not available right now.');
-    if ((coll.c.listRule === null || coll.c.listRule === undefined) && !superuser) throw new PbError(403, 'Only superusers can perform this action.');
+    if ((coll.c.listRule === null || coll.c.listRule === undefined) && !superuser) throw new ApiError(403, 'Only superusers can perform this action.');
     checkSuperuserOnlyFields(info);
     // Paging and totals follow PocketBase's parsing; a feed has its own order, so `sort` is not read.
     const params = listParams({ ...info, query: { ...query, sort: '' } });

@@ -1,21 +1,11 @@
-// Rate limits per route class (koa-ratelimit), each keyed by client IP or by signed-in user as
+// Rate limits per route class (koa-ratelimit; the class comes from the route table, routes.ts), each keyed by client IP or by signed-in user as
 // configured, in memory or in Redis (shared by several sidecars). A limited request gets 429 in
 // PocketBase's error shape with Retry-After and X-RateLimit-* headers.
 import type { Context, Middleware, Next } from 'koa';
 import ratelimit from 'koa-ratelimit';
 import type { Redis } from 'ioredis';
 import type { RateLimitRule, RouteClass } from '../../config.js';
-
-export function limitClass(method: string, path: string, contentType: string): RouteClass | null {
-  if (path.startsWith('/api/realtime')) return 'realtime';
-  if (/^\/api\/collections\/[^/]+\/(auth-with-|request-|confirm-|auth-refresh|impersonate)/.test(path)) return 'auth';
-  if (path.startsWith('/api/hapta/')) return null;
-  const write = method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS';
-  if (write && contentType.startsWith('multipart/')) return 'upload';
-  if (write && path.startsWith('/api/')) return 'write';
-  if (path.startsWith('/api/')) return 'read';
-  return null;
-}
+import { routeInfo } from '../routes.js';
 
 /**
  * koa-ratelimit's memory driver never forgets a key it does not see again; this Map drops entries whose
@@ -61,7 +51,7 @@ export function rateLimits(opts: RateLimitOptions): Middleware {
     } as Parameters<typeof ratelimit>[0]) as Middleware);
   }
   return async function limitRate(ctx: Context, next: Next): Promise<void> {
-    const cls = limitClass(ctx.method, ctx.path, ctx.get('content-type'));
+    const cls = routeInfo(ctx).limit;
     const limiter = cls ? limiters.get(cls) : undefined;
     if (!limiter) return next();
     await limiter(ctx, next);

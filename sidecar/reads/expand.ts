@@ -1,10 +1,11 @@
 // The `expand` parameter (core/record_query_expand.go): direct and back relations, nested up to 6 levels,
 // each expanded collection fetched under its viewRule with @request.context = "expand". A path that fails
 // (unknown field, superuser-only collection) is dropped whole, silently, as PocketBase only logs it.
+import { ApiError } from '../errors.js';
 import type { ReplicaStore } from '../../replica/store.js';
 import type { Catalog, CollectionInfo } from './catalog.js';
 import { hasSingleColumnUniqueIndex, isMultiple } from './catalog.js';
-import { PbError, ResolveError } from './errors.js';
+import { ResolveError } from './errors.js';
 import { backRelationIds, findByIds } from './query.js';
 import { node, resolveFlags, stringSlice, type ExpandValue, type RecordNode } from './records.js';
 import type { RequestInfo } from './request.js';
@@ -78,7 +79,7 @@ export class Expander {
     try {
       rels = wanted.length ? findByIds(this.store, this.catalog, relColl, this.info, wanted, this.superuser).map((row) => node(relColl, row)) : [];
     } catch (e) {
-      if (e instanceof PbError || e instanceof ResolveError) throw new PathFailed();
+      if (e instanceof ApiError || e instanceof ResolveError) throw new PathFailed();
       throw e;
     }
     resolveFlags(this.store, this.catalog, rels, this.info);

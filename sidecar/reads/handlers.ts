@@ -1,9 +1,10 @@
 // The two read endpoints as PocketBase's apis/record_crud.go runs them (recordsList, recordView), over one
 // replica snapshot and synchronously: checks in PocketBase's order, the query, flags, expand, then the
-// response body. Returns the JSON text and status, or throws PbError/Unsupported.
+// response body. Returns the JSON text and status, or throws ApiError/Unsupported.
+import { ApiError } from '../errors.js';
 import type { ReplicaStore } from '../../replica/store.js';
 import type { Catalog, CollectionInfo } from './catalog.js';
-import { PbError, ResolveError } from './errors.js';
+import { ResolveError } from './errors.js';
 import { Expander } from './expand.js';
 import { FieldsError, parseFields, pick } from './fields.js';
 import { numberJson, stringifyGo } from './json.js';
@@ -22,7 +23,7 @@ export function checkSuperuserOnlyFields(info: RequestInfo): void {
     const v = info.query[param];
     if (!v) continue;
     for (const f of ['@collection.', '@request.']) {
-      if (v.includes(f)) throw new PbError(403, 'Only superusers can filter by ' + f);
+      if (v.includes(f)) throw new ApiError(403, 'Only superusers can filter by ' + f);
     }
   }
 }
@@ -73,7 +74,7 @@ export function fieldsOf(info: RequestInfo) {
 
 export function list(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo, info: RequestInfo): Answer {
   const superuser = info.requester.kind === 'superuser';
-  if ((coll.c.listRule === null || coll.c.listRule === undefined) && !superuser) throw new PbError(403, FORBIDDEN);
+  if ((coll.c.listRule === null || coll.c.listRule === undefined) && !superuser) throw new ApiError(403, FORBIDDEN);
   checkSuperuserOnlyFields(info);
   const params = listParams(info);
   const res = listRecords(store, catalog, coll, info, params, superuser);
@@ -90,17 +91,17 @@ export function list(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo
 
 export function view(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo, info: RequestInfo, id: string): Answer {
   const superuser = info.requester.kind === 'superuser';
-  if (id === '') throw new PbError(404, "The requested resource wasn't found.");
-  if ((coll.c.viewRule === null || coll.c.viewRule === undefined) && !superuser) throw new PbError(403, FORBIDDEN);
+  if (id === '') throw new ApiError(404, "The requested resource wasn't found.");
+  if ((coll.c.viewRule === null || coll.c.viewRule === undefined) && !superuser) throw new ApiError(403, FORBIDDEN);
   let rows;
   try {
     rows = findByIds(store, catalog, coll, info, [id], superuser);
   } catch (e) {
     // PocketBase answers any failure of the lookup (rule included) with a plain 404.
-    if (e instanceof ResolveError) throw new PbError(404, "The requested resource wasn't found.");
+    if (e instanceof ResolveError) throw new ApiError(404, "The requested resource wasn't found.");
     throw e;
   }
-  if (rows.length === 0) throw new PbError(404, "The requested resource wasn't found.");
+  if (rows.length === 0) throw new ApiError(404, "The requested resource wasn't found.");
   const n = node(coll, rows[0]);
   enrich(store, catalog, [n], info);
   const fields = fieldsOf(info);

@@ -2,13 +2,14 @@
 // and the manageRule email check) the way PocketBase's search provider and record queries shape them.
 // Statements are prepared once per SQL text (bounded LRU per replica connection); results of
 // deterministic queries are cached until the replica applies a change to a table they read.
+import { ApiError } from '../errors.js';
 import type Database from 'better-sqlite3';
 import type { ReplicaStore } from '../../replica/store.js';
 import { parseFilter, parseSort, FilterSyntaxError, type SortItem } from '../filter/index.js';
 import { Lru } from '../lru.js';
 import type { Catalog, CollectionInfo } from './catalog.js';
 import { ROWID } from './catalog.js';
-import { PbError, ResolveError, Unsupported } from './errors.js';
+import { ResolveError, Unsupported } from './errors.js';
 import { buildFilter, parseRule } from './filter-sql.js';
 import type { RequestInfo } from './request.js';
 import { FieldResolver, type BuildContext } from './resolver.js';
@@ -229,7 +230,7 @@ export function findByIds(store: ReplicaStore, catalog: Catalog, coll: Collectio
   parts.wheres.push(`${col(coll.spec.table, 'id')} IN (SELECT value FROM json_each(@${idsParam}))`);
   const rule = coll.c.viewRule;
   if (!superuser) {
-    if (rule === null || rule === undefined) throw new PbError(403, 'Only superusers can perform this action.');
+    if (rule === null || rule === undefined) throw new ApiError(403, 'Only superusers can perform this action.');
     if (rule !== '') {
       const r = new FieldResolver(ctx, coll, true);
       parts.wheres.push(ctx.buildRule(rule, r));

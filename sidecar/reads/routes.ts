@@ -3,9 +3,9 @@
 // support, a request with a body) goes to next() (the proxy) after onFallback(reason).
 import type Koa from 'koa';
 import type { Replicator } from '../../replica/replicator.js';
-import { sendError } from '../errors.js';
+import { ApiError, sendError } from '../errors.js';
 import { catalogOf } from './catalog.js';
-import { PbError, Unsupported } from './errors.js';
+import { Unsupported } from './errors.js';
 import { FieldsError } from './fields.js';
 import { list, view, type Answer } from './handlers.js';
 import { invalidateResults, ReadSet, tracked } from './query.js';
@@ -166,7 +166,7 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
     } catch (e) {
       if (e instanceof Unsupported) return fallback(e.reason, next);
       if (e instanceof FieldsError) return fallback('fields_error', next);
-      if (e instanceof PbError) {
+      if (e instanceof ApiError) {
         ctx.state.upstream = false;
         ctx.set(STANDARD_HEADERS);
         return sendError(ctx, e.status, e.message);

@@ -4,9 +4,28 @@
 import type { Context } from 'koa';
 import type { ReplicaStore } from '../../replica/store.js';
 import { readBody } from '../gate/body-limit.js';
-import { batchBody, send } from './errors.js';
+import { sendApiError } from '../errors.js';
+import { batchError } from './errors.js';
 import { forwardWrite, type ForwardDeps } from './forward.js';
-import { checkWrite, parseJsonObject, targetOf, type WriteRoutesOptions } from './index.js';
+import { collectionRefs, resolveCollection } from '../http/target.js';
+import { checkWrite, parseJsonObject, type Target, type WriteRoutesOptions } from './index.js';
+
+// apis/batch.go matches `METHOD URL` with these patterns on the raw URL: the collection and id are taken
+// as written (no unescaping), the collection then found by id or name in any case.
+const CREATE = /^POST \/api\/collections\/([^/?]+)\/records(\?.*)?$/;
+const UPDATE_DELETE = /^(PATCH|DELETE) \/api\/collections\/([^/?]+)\/records\/([^/?]+)(\?.*)?$/;
+
+/** The replicated collection and action of an inner request, as PocketBase's batch resolves it. */
+export function batchTargetOf(store: ReplicaStore, method: string, url: string): Target | null {
+  const full = `${method} ${url}`;
+  let m = CREATE.exec(full);
+  const [name, action, recordId] = m ? [m[1], 'create' as const, undefined]
+    : (m = UPDATE_DELETE.exec(full)) ? [m[2], m[1] === 'PATCH' ? 'update' as const : 'delete' as const, m[3]] : [null, null, undefined];
+  if (!name || !action) return null;
+  const ref = resolveCollection(name, collectionRefs(store));
+  const collection = ref ? store.entry(ref.id)?.collection : undefined;
+  return collection ? { collection, action, recordId } : null;
+}
 
 interface InnerRequest { method?: unknown; url?: unknown; body?: unknown; headers?: unknown }
 
@@ -20,13 +39,7 @@ export async function handleBatch(ctx: Context, opts: WriteRoutesOptions, deps: 
   for (let i = 0; i < requests.length; i++) {
     const inner = requests[i] as InnerRequest;
     if (!inner || typeof inner !== 'object' || typeof inner.method !== 'string' || typeof inner.url !== 'string') continue;
-    let path: string;
-    try {
-      path = new URL(inner.url, 'http://batch.invalid').pathname;
-    } catch {
-      continue;
-    }
-    const t = targetOf(store, inner.method.toUpperCase(), path);
+    const t = batchTargetOf(store, inner.method.toUpperCase(), inner.url);
     if (!t) continue;
     let body: Record<string, unknown> | null = Object.create(null);
     if (inner.body !== undefined && inner.body !== null) {
@@ -36,7 +49,7 @@ export async function handleBatch(ctx: Context, opts: WriteRoutesOptions, deps: 
     const r = await checkWrite(opts, store, ctx, t, body, new Map());
     if (r.error) {
       opts.onRejected?.(`batch ${r.reason ?? 'validation'}`);
-      return send(ctx, batchBody(i, r.error));
+      return sendApiError(ctx, batchError(i, r.error));
     }
     if (r.changed) {
       inner.body = { ...r.body };

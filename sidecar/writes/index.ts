@@ -6,15 +6,17 @@ import type { Context, Middleware, Next } from 'koa';
 import type { Replicator } from '../../replica/replicator.js';
 import { quoteIdent, type PbCollection, type PbField } from '../../replica/schema.js';
 import type { ReplicaStore } from '../../replica/store.js';
-import type { Upstream } from '../../lib/upstream.js';
-import { sendError } from '../errors.js';
+import { ApiError, sendApiError, sendError } from '../errors.js';
 import { BodyTooLarge, readBody, TOO_LARGE } from '../gate/body-limit.js';
+import type { Forwarder } from '../http/forward.js';
+import { collectionRefs, parseTarget } from '../http/target.js';
 import type { Authenticated } from '../sessions/manager.js';
 import { handleBatch } from './batch.js';
-import { hookBody, send, validationBody, type PbErrorBody } from './errors.js';
+import { hookError, validationError } from './errors.js';
+import { formBody, readForm } from './form.js';
 import { forwardWrite, type ForwardDeps } from './forward.js';
 import { nullProto, runHooks, type WriteAction, type WriteHooks } from './hooks.js';
-import { encodeMultipart, fileFieldOf, inferValue, MalformedBody, parseMultipart } from './multipart.js';
+import { encodeMultipart, fileFieldOf, MalformedBody, parseMultipart } from './multipart.js';
 import type { Upload } from './uploads.js';
 import { ruleFailure, ruleVerdict } from './rule-gate.js';
 import { validateWrite } from './validate.js';
@@ -23,8 +25,7 @@ export type { WriteHooks, Hook, HookInput, HookResult } from './hooks.js';
 
 export interface WriteRoutesOptions {
   replicator: Replicator;
-  upstream: Upstream;
-  prepareUpstream(ctx: Context, headers: Record<string, string | string[]>): Promise<void>;
+  forwarder: Forwarder;
   hooks?: WriteHooks;
   maxUploadBody: number;
   maxJsonBody: number;
@@ -34,25 +35,23 @@ export interface WriteRoutesOptions {
   onSynced?(ms: number, timedOut: boolean): void;
 }
 
-const RECORDS = /^\/api\/collections\/([^/]+)\/records(?:\/([^/]+))?$/;
-
 export interface Target { collection: PbCollection; action: WriteAction; recordId?: string }
 
-/** The replicated collection and action a records URL addresses, or null. */
-export function targetOf(store: ReplicaStore, method: string, path: string): Target | null {
-  const m = RECORDS.exec(path);
-  if (!m) return null;
-  let name: string;
-  let recordId: string | undefined;
-  try {
-    name = decodeURIComponent(m[1]);
-    recordId = m[2] === undefined ? undefined : decodeURIComponent(m[2]);
-  } catch {
-    return null;
-  }
+/**
+ * The replicated collection and action a records URL addresses (canonicalised as PocketBase routes it:
+ * escapes, collection by id or name in any case), or null.
+ */
+export function targetOf(store: ReplicaStore, method: string, url: string): Target | null {
+  const parsed = parseTarget(method, url, collectionRefs(store));
+  if (parsed.kind !== 'ok') return null;
+  const s = parsed.target.segments;
+  if (s.length < 4 || s.length > 5 || s[0] !== 'api' || s[1] !== 'collections' || s[3] !== 'records') return null;
+  const recordId = s.length === 5 ? s[4] : undefined;
+  if (recordId === '') return null;
   const action = method === 'POST' && recordId === undefined ? 'create' : method === 'PATCH' && recordId ? 'update' : method === 'DELETE' && recordId ? 'delete' : null;
   if (!action) return null;
-  const collection = store.collections().find((c) => c.id === name || c.name === name);
+  const ref = parsed.target.collection?.ref;
+  const collection = ref ? store.entry(ref.id)?.collection : undefined;
   return collection ? { collection, action, recordId } : null;
 }
 
@@ -68,7 +67,7 @@ export function relationExists(store: ReplicaStore) {
 export interface CheckResult {
   body: Record<string, unknown>;
   changed?: boolean;
-  error?: PbErrorBody;
+  error?: ApiError;
   reason?: string;
   /** Invalid, but only PocketBase can say with which answer (its rule comes first). */
   unsure?: boolean;
@@ -80,7 +79,7 @@ export async function checkWrite(opts: WriteRoutesOptions, store: ReplicaStore, 
   const superuser = auth?.session.collectionName === '_superusers';
   const failMessage = t.action === 'create' ? 'Failed to create record.' : t.action === 'update' ? 'Failed to update record.' : 'Failed to delete record.';
   const hooked = await runHooks(opts.hooks, { body: nullProto(body), requester: auth, collection: t.collection, action: t.action, recordId: t.recordId });
-  if ('reject' in hooked) return { body, error: hookBody(hooked.reject, failMessage), reason: 'hook' };
+  if ('reject' in hooked) return { body, error: hookError(hooked.reject, failMessage), reason: 'hook' };
   body = hooked.body;
   const changed = hooked.changed;
   // PocketBase tokens passed through: PocketBase knows who that is, we do not.
@@ -93,7 +92,7 @@ export async function checkWrite(opts: WriteRoutesOptions, store: ReplicaStore, 
   // PocketBase (the authority on rules) decides those.
   if (verdict === 'fails' && t.action === 'create') {
     const f = ruleFailure(t.action);
-    return { body, error: { status: f.status, message: f.message, data: {} }, reason: 'rule' };
+    return { body, error: new ApiError(f.status, f.message), reason: 'rule' };
   }
   if (t.action === 'delete' || verdict === 'superusers-only' || verdict === 'fails') return { body, changed };
   if (t.action === 'update' && !current) return { body, changed };
@@ -101,7 +100,7 @@ export async function checkWrite(opts: WriteRoutesOptions, store: ReplicaStore, 
   if (outcome.kind === 'invalid') {
     // The rule is checked first in PocketBase: only a rule known to pass lets us answer the errors.
     if (verdict === 'unknown') return { body, changed, unsure: true };
-    return { body, error: validationBody(outcome.message, outcome.data), reason: 'validation' };
+    return { body, error: validationError(outcome.message, outcome.data), reason: 'validation' };
   }
   return { body, changed };
 }
@@ -115,7 +114,7 @@ export function createWriteRoutes(opts: WriteRoutesOptions): Middleware {
       if (!ctx.is('json') && ctx.get('content-type') !== '') return next(); // multipart batches: PocketBase checks them
       return guard(ctx, () => handleBatch(ctx, opts, deps, store));
     }
-    const t = targetOf(store, ctx.method, ctx.path);
+    const t = targetOf(store, ctx.method, ctx.url);
     if (!t) return next();
     return guard(ctx, () => handleRecord(ctx, opts, deps, store, t, next));
   };
@@ -160,10 +159,11 @@ async function handleRecord(ctx: Context, opts: WriteRoutesOptions, deps: Forwar
   const raw = await readBody(ctx.req, opts.maxJsonBody);
   let body: Record<string, unknown> | null = null;
   if (type.startsWith('application/x-www-form-urlencoded')) {
-    body = Object.create(null) as Record<string, unknown>;
-    const grouped = new Map<string, string[]>();
-    for (const [k, v] of new URLSearchParams(raw.toString('utf8'))) grouped.set(k, [...(grouped.get(k) ?? []), v]);
-    for (const [k, v] of grouped) body[k] = v.length === 1 ? inferValue(v[0]) : v.map(inferValue);
+    // as Go's ParseForm reads it (the URL's query merged in); what it refuses, PocketBase refuses first
+    const form = readForm({ contentType: ctx.get('content-type'), body: raw, rawQuery: ctx.querystring, empty: raw.length === 0 && !ctx.get('transfer-encoding') });
+    const read = form.ok ? formBody(form.values) : form;
+    if (!read.ok) return reject(ctx, opts, { body: Object.create(null), error: new ApiError(read.status, read.message, {}, read.detail), reason: 'form' });
+    body = read.body;
   } else if (type === '' || type.startsWith('application/json')) {
     body = parseJsonObject(raw);
   }
@@ -178,7 +178,7 @@ async function handleRecord(ctx: Context, opts: WriteRoutesOptions, deps: Forwar
 
 function reject(ctx: Context, opts: WriteRoutesOptions, r: CheckResult): void {
   opts.onRejected?.(r.reason ?? 'validation');
-  send(ctx, r.error!);
+  sendApiError(ctx, r.error!);
 }
 
 /** A JSON object body (empty: {}); null for anything else. Keys like __proto__ stay plain data. */

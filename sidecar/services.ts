@@ -1,0 +1,156 @@
+// The sidecar's services, wired from the configuration: the sync engine and its wake-up sources, sessions
+// and the gate, the read, write and feed handlers, sharing one upstream pool and one forwarder (and one
+// Redis connection when configured). app.ts puts them behind the route table.
+import { Redis } from 'ioredis';
+import type Koa from 'koa';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { HaptaConfig } from '../config.js';
+import { createLogger, type Logger } from '../lib/log.js';
+import { SuperuserSession, Upstream } from '../lib/upstream.js';
+import { ChangeSource } from '../replica/change-source.js';
+import { FeedIndex } from '../replica/feed-index.js';
+import { RealtimeWaker } from '../replica/realtime-waker.js';
+import { Replicator } from '../replica/replicator.js';
+import { SchemaWatcher } from '../replica/schema-watcher.js';
+import { createFeedRoutes, QueryPool } from './feeds/index.js';
+import { feedIndexSpec } from './feeds/profiles.js';
+import { MemoryCounters, RedisCounters } from './gate/counters.js';
+import { LoginGuard } from './gate/login-guard.js';
+import { Forwarder } from './http/forward.js';
+import { Metrics } from './metrics.js';
+import { createReadRoutes } from './reads/index.js';
+import { requesterFrom } from './requester.js';
+import { SessionManager } from './sessions/manager.js';
+import { RedisSessionStore } from './sessions/redis-store.js';
+import { loadSessionSecret } from './sessions/secret.js';
+import { SqliteSessionStore } from './sessions/store.js';
+import { SessionValidator } from './sessions/validator.js';
+import { createWriteRoutes } from './writes/index.js';
+
+/** Everything the app needs, built from the configuration; loops are started by start(). */
+export interface Services {
+  config: HaptaConfig;
+  log: Logger;
+  metrics: Metrics;
+  upstream: Upstream;
+  superuser: SuperuserSession;
+  redis: Redis | null;
+  sessions: SessionManager;
+  validator: SessionValidator;
+  loginGuard: LoginGuard;
+  replicator: Replicator;
+  feedPool: QueryPool;
+  forwarder: Forwarder;
+  /** Records list/view from the replica (next(): PocketBase). */
+  reads: Koa.Middleware;
+  /** Records create/update/delete and batch, validated (next(): PocketBase). */
+  writes: Koa.Middleware;
+  feeds: Koa.Middleware;
+  /** Starts the background loops (sync, wake-ups, schema watch, session validation). */
+  start(): void;
+  /** Stops the loops (and the feed pool); then close() releases connections. */
+  stopLoops(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface ServicesDeps {
+  log?: Logger;
+  defaultMetrics?: boolean;
+}
+
+export async function createServices(config: HaptaConfig, deps: ServicesDeps = {}): Promise<Services> {
+  const log = deps.log ?? createLogger(config.logLevel);
+  const metrics = new Metrics({ defaultMetrics: deps.defaultMetrics });
+  const upstream = new Upstream({
+    url: config.pbUrl, timeoutMs: config.upstream.timeoutMs, connections: config.upstream.connections,
+    onRequest: (purpose) => metrics.upstreamRequests.inc({ purpose }),
+  });
+  const superuser = new SuperuserSession(upstream, config.superuserEmail, config.superuserPassword);
+  const dataDir = resolve(config.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const redis = config.redisUrl ? new Redis(config.redisUrl, { maxRetriesPerRequest: 2, enableOfflineQueue: true }) : null;
+  redis?.on('error', (err) => log.warn('redis error', { error: err.message }));
+
+  const secret = await loadSessionSecret({ configured: config.sessions.secret, dataDir, redis });
+  const sessionStore = redis ? new RedisSessionStore(redis) : new SqliteSessionStore(join(dataDir, 'sessions.db'));
+  const sessions = new SessionManager(secret, sessionStore, upstream, config.sessions, log.child({ component: 'sessions' }));
+  const validator = new SessionValidator(sessions, { intervalMs: config.sessions.validateIntervalMs, redis, log });
+  const counters = redis ? new RedisCounters(redis) : new MemoryCounters();
+  const guard = new LoginGuard(counters, config.loginGuard);
+  const identityOpts = { acceptPocketBaseTokens: config.sessions.acceptPocketBaseTokens, clientIpHeader: config.gate.clientIpHeader };
+
+  const indexSpec = feedIndexSpec(config.feeds);
+  // Feed queries run on worker threads with their own read-only connections to the replica file.
+  const feedPool = new QueryPool();
+  const replicator = new Replicator(new ChangeSource(superuser, config.replica.consumerId), {
+    dataDir,
+    batchSize: config.replica.batchSize,
+    bootstrapPageSize: config.replica.bootstrapPageSize,
+    pollIntervalMs: config.replica.pollIntervalMs,
+    includeSystemCollections: config.replica.includeSystemCollections,
+    log: log.child({ component: 'replica' }),
+    onApplied: ({ changes, lagMs }) => {
+      metrics.replicaChanges.inc(changes);
+      metrics.replicaLag.observe(lagMs);
+    },
+    onCopied: ({ collection }) => metrics.tableCopies.inc({ collection }),
+    prepareStore: (store) => new FeedIndex(store, indexSpec).attach(),
+    onSwap: (store) => feedPool.setReplica(store.path),
+  });
+  // An auth record that changed or disappeared may have lost the right to its sessions.
+  replicator.onApplied((changes) => {
+    for (const ch of changes) {
+      if (replicator.store?.entry(ch.coll)?.collection.type === 'auth') {
+        validator.checkRecord(ch.coll, ch.rid).catch(() => {});
+      }
+    }
+  });
+  const waker = new RealtimeWaker({
+    upstream, session: superuser, log: log.child({ component: 'realtime' }),
+    onChange: (seq) => replicator.announced(seq),
+  });
+  const watcher = new SchemaWatcher({
+    dir: resolve(config.replica.migrationsDir), watch: config.replica.watchMigrations,
+    intervalMs: config.replica.schemaCheckIntervalMs, onChange: () => replicator.wake({ schema: true }),
+  });
+
+  const forwarder = new Forwarder(upstream, sessions, identityOpts);
+  const identifyRequester = requesterFrom(replicator);
+  const feeds = createFeedRoutes({ replicator, profiles: config.feeds, identify: identifyRequester, pool: feedPool });
+  const readRoutes = createReadRoutes({
+    replicator,
+    identify: identifyRequester,
+    onFallback: (reason) => metrics.readFallbacks.inc({ reason }),
+  });
+  // A PocketBase token passed through (HAPTA_ACCEPT_PB_TOKENS): only PocketBase knows who that is.
+  const reads: Koa.Middleware = (ctx, next) => (ctx.state.passThroughAuth ? next() : readRoutes(ctx, next));
+  const writes = createWriteRoutes({
+    replicator, forwarder, hooks: config.writeHooks,
+    maxJsonBody: config.gate.maxJsonBody, maxUploadBody: config.gate.maxUploadBody,
+    onRejected: (reason) => metrics.writesRejected.inc({ reason }),
+    onSynced: (ms) => metrics.writeSync.observe(ms),
+  });
+
+  const loops = [replicator, waker, watcher, validator];
+  return {
+    config, log, metrics, upstream, superuser, redis, sessions, validator, loginGuard: guard, replicator, feedPool,
+    forwarder, reads, writes, feeds,
+    start() {
+      replicator.start();
+      waker.start();
+      watcher.start();
+      validator.start();
+    },
+    async stopLoops() {
+      for (const loop of [...loops].reverse()) await loop.stop();
+      await feedPool.close();
+    },
+    async close() {
+      await upstream.close();
+      await sessionStore.close();
+      counters.close();
+      await redis?.quit().catch(() => {});
+    },
+  };
+}
