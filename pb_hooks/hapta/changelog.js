@@ -238,14 +238,26 @@ module.exports.lookupChanged = lookupChanged;
 // After a record write commits, realtime clients subscribed to "hapta/changes" (the sidecars) get the
 // log head: a sidecar that has already read that far ignores it, others read the log now. Writes that
 // bypass records (raw SQL) announce nothing; the sidecars' poll finds them.
+//
+// Only clients authenticated as a superuser get it: the head moves with every write to every
+// collection (drafts and superuser-only collections included), so anyone else could learn when and how
+// much is written. Anyone may subscribe to a custom topic, so the check is made here, per client, on
+// the auth PocketBase captured for the connection when it subscribed ("auth" in the client's context,
+// apis.RealtimeClientAuthKey). Per write: one pass over the connected clients with in-memory checks;
+// the head is read only when a superuser listens.
 const TOPIC = "hapta/changes";
+
+function isSuperuserClient(client) {
+  const auth = client.get("auth");
+  return !!auth && typeof auth.isSuperuser === "function" && auth.isSuperuser() === true;
+}
 
 function announce(app) {
   const clients = app.subscriptionsBroker().clients();
   let msg = null;
   for (const id in clients) {
     const client = clients[id];
-    if (!client.hasSubscription(TOPIC)) continue;
+    if (!client.hasSubscription(TOPIC) || !isSuperuserClient(client)) continue;
     if (msg === null) msg = new SubscriptionMessage({ name: TOPIC, data: JSON.stringify({ seq: head(app) }) });
     client.send(msg);
   }
