@@ -16,7 +16,6 @@ import { identity } from './identity.js';
 import { requestCounter } from './request-counter.js';
 import { createRouter } from './routes.js';
 import { createServices, type Services, type ServicesDeps } from './services.js';
-import { parseGoQueryStrict as parseQuery } from './reads/request.js';
 
 export function createApp(s: Services): Koa {
   const { config, replicator } = s;
@@ -32,7 +31,7 @@ export function createApp(s: Services): Koa {
     forwarder: s.forwarder,
     sessions: s.sessions,
     auth: authHandlers({
-      forwarder: s.forwarder, sessions: s.sessions, guard: s.loginGuard, loginWindowMs: config.loginGuard.windowMs, parseQuery,
+      forwarder: s.forwarder, sessions: s.sessions, guard: s.loginGuard, loginWindowMs: config.loginGuard.windowMs,
       collectionId: (nameOrId: string) => {
         const refs = collectionRefs(replicator.store);
         return refs.find((c) => c.id === nameOrId || c.name === nameOrId)?.id ?? null;

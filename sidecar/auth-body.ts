@@ -10,6 +10,7 @@ import busboy from 'busboy';
 import { Readable } from 'node:stream';
 import { ApiError } from './errors.js';
 import { foldName } from './http/target.js';
+import { parseQuery, readForm } from './writes/form.js';
 
 export interface PasswordLogin { identity: string; password: string; identityField: string }
 
@@ -92,29 +93,21 @@ async function multipartFields(raw: Buffer, contentType: string): Promise<Map<st
   return fields;
 }
 
-/**
- * The login PocketBase would bind from this request. `parseQuery` is Go's url.ParseQuery (it throws on
- * what Go refuses), used for the form body and the query string.
- */
-export async function passwordLogin(raw: Buffer, contentType: string, query: string, parseQuery: (s: string) => Iterable<[string, string]>): Promise<PasswordLogin> {
+/** The login PocketBase would bind from this request (`query`: the raw URL query). */
+export async function passwordLogin(raw: Buffer, contentType: string, query: string): Promise<PasswordLogin> {
   const empty = { identity: '', password: '', identityField: '' };
   if (raw.length === 0) return empty;
   if (contentType.startsWith('application/json')) return fromJson(raw.toString('utf8'));
-  const form = contentType.startsWith('application/x-www-form-urlencoded');
-  if (form || contentType.startsWith('multipart/form-data')) {
-    let values: Map<string, string[]>;
-    try {
-      if (form) {
-        values = new Map();
-        addAll(values, parseQuery(raw.toString('utf8')));
-      } else {
-        values = await multipartFields(raw, contentType);
-      }
-      addAll(values, parseQuery(query));
-    } catch (e) {
-      if (e instanceof ApiError) throw e;
-      throw new ApiError(400, LOAD_FAILED);
-    }
+  if (contentType.startsWith('application/x-www-form-urlencoded')) {
+    const form = readForm({ contentType, body: raw, rawQuery: query, empty: false });
+    if (!form.ok) throw new ApiError(400, LOAD_FAILED);
+    return fromForm(form.values);
+  }
+  if (contentType.startsWith('multipart/form-data')) {
+    const values = await multipartFields(raw, contentType);
+    const q = parseQuery(Buffer.from(query, 'latin1'));
+    if (q.error !== null) throw new ApiError(400, LOAD_FAILED);
+    addAll(values, [...q.values].flatMap(([k, vs]) => vs.map((v) => [k, v] as [string, string])));
     return fromForm(values);
   }
   if (contentType.startsWith('text/xml') || contentType.startsWith('application/xml')) throw new ApiError(400, LOAD_FAILED);

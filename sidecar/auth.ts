@@ -21,8 +21,6 @@ export interface AuthOptions {
   loginWindowMs: number;
   /** A collection name or id to its id (sessions are stored by collection id); null if unknown. */
   collectionId(nameOrId: string): string | null;
-  /** Go's url.ParseQuery (throws where Go fails). */
-  parseQuery(s: string): Iterable<[string, string]>;
 }
 
 export type Handler = (ctx: Context) => Promise<void>;
@@ -61,7 +59,7 @@ export function authHandlers(opts: AuthOptions): AuthHandlers {
   return {
     async authWithPassword(ctx) {
       const raw = await body(ctx);
-      const login = await passwordLogin(raw, ctx.get('content-type'), targetOf(ctx).query, opts.parseQuery);
+      const login = await passwordLogin(raw, ctx.get('content-type'), targetOf(ctx).query);
       const identity = login.identity ? login.identity.slice(0, 320).toLowerCase() : null;
       const ip = ctx.state.clientIp as string;
       const collection = collectionOf(ctx);

@@ -72,23 +72,6 @@ export function parseGoQuery(raw: string): Map<string, string[]> {
   return out;
 }
 
-/** url.ParseQuery where its error matters (forms, which PocketBase refuses on error): pairs in order. */
-export function parseGoQueryStrict(raw: string): [string, string][] {
-  const out: [string, string][] = [];
-  for (const part of raw.split('&')) {
-    if (part === '') continue;
-    if (part.indexOf(';') !== -1) throw new QueryError('invalid semicolon separator in query');
-    const eq = part.indexOf('=');
-    const k = queryUnescape(eq === -1 ? part : part.slice(0, eq));
-    const v = queryUnescape(eq === -1 ? '' : part.slice(eq + 1));
-    if (k === null || v === null) throw new QueryError('invalid URL escape');
-    out.push([k, v]);
-  }
-  return out;
-}
-
-export class QueryError extends Error {}
-
 export function firstValues(q: Map<string, string[]>): Record<string, string> {
   const out: Record<string, string> = Object.create(null);
   for (const [k, v] of q) out[k] = v[0];
