@@ -2,7 +2,8 @@
 // "hapta/changes" on which the hook announces the change-log head after each record write, and wakes
 // the sync engine unless it has already read that far. Announcements are never applied: the change log
 // is the truth, and they are lost while disconnected, so a reconnect wakes the engine too.
-import { Backoff, sleep } from '../lib/backoff.js';
+import { Backoff } from '../lib/backoff.js';
+import { Loop } from '../lib/lifecycle.js';
 import type { Logger } from '../lib/log.js';
 import type { SuperuserSession, Upstream } from '../lib/upstream.js';
 
@@ -17,37 +18,31 @@ export interface RealtimeWakerOptions {
 }
 
 export class RealtimeWaker {
-  private abort = new AbortController();
-  private current: AbortController | null = null;
-  private loop: Promise<void> | null = null;
+  private readonly backoff = new Backoff(200, 10_000);
+  private readonly loop: Loop;
 
-  constructor(private readonly opts: RealtimeWakerOptions) {}
+  constructor(private readonly opts: RealtimeWakerOptions) {
+    // Every end of the stream is retried after a backoff delay; a subscribed stream resets it.
+    this.loop = new Loop((signal) => this.connect(signal), {
+      log: opts.log, failure: 'realtime stream ended', failureLevel: 'debug', backoff: this.backoff,
+    });
+  }
 
   start(): void {
-    this.loop ??= this.run();
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.abort.abort();
-    this.current?.abort();
-    await this.loop?.catch(() => {});
-    this.loop = null;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
-  private async run(): Promise<void> {
-    const backoff = new Backoff(200, 10_000);
-    while (!this.abort.signal.aborted) {
-      const ctl = new AbortController();
-      this.current = ctl;
-      try {
-        await this.listen(ctl.signal, () => backoff.reset());
-      } catch (err) {
-        if (!this.abort.signal.aborted) this.opts.log.debug('realtime stream ended', { error: (err as Error).message });
-      }
-      if (this.abort.signal.aborted) break;
-      this.opts.onChange(null); // announcements may have been lost
-      await sleep(backoff.next(), this.abort.signal);
+  private async connect(signal: AbortSignal): Promise<void> {
+    try {
+      await this.listen(signal, () => this.backoff.reset());
+    } finally {
+      if (!signal.aborted) this.opts.onChange(null); // announcements may have been lost
     }
+    throw new Error('closed by PocketBase');
   }
 
   private async listen(signal: AbortSignal, onHealthy: () => void): Promise<void> {

@@ -4,9 +4,10 @@
 // published atomically, and rebuilds when the log no longer continues what the replica holds.
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Backoff, sleep } from '../lib/backoff.js';
+import { Backoff } from '../lib/backoff.js';
 import type { ChangeSource, ChangesResponse } from './change-source.js';
 import { copyCollection } from './copier.js';
+import { Loop } from '../lib/lifecycle.js';
 import type { Logger } from '../lib/log.js';
 import { isReplicable, sameTableShape, tableSpec, type PbCollection } from './schema.js';
 import { FORMAT_VERSION, ReplicaStore, type ChangeRow } from './store.js';
@@ -36,16 +37,19 @@ class RebuildNeeded extends Error {}
 export class Replicator {
   store: ReplicaStore | null = null;
   lagMs: number | null = null;
-  private abort = new AbortController();
-  private wakeUp: (() => void) | null = null;
-  private woken = false;
+  private readonly loop: Loop;
+  /** The signal of the loop's current run. */
+  private signal: AbortSignal = new AbortController().signal;
   private schemaCheckRequested = false;
   private waiters: Array<{ resolve: () => void }> = [];
-  private loop: Promise<void> | null = null;
   private readyResolvers: Array<() => void> = [];
   private appliedListeners = new Set<(changes: readonly ChangeRow[]) => void>();
 
-  constructor(private readonly source: ChangeSource, private readonly opts: ReplicatorOptions) {}
+  constructor(private readonly source: ChangeSource, private readonly opts: ReplicatorOptions) {
+    this.loop = new Loop((signal) => this.sync(signal), {
+      log: opts.log, failure: 'replication paused', backoff: new Backoff(100, 5000), intervalMs: opts.pollIntervalMs,
+    });
+  }
 
   get path(): string {
     return join(this.opts.dataDir, 'replica.db');
@@ -61,15 +65,13 @@ export class Replicator {
 
   /** Starts the background loop (bootstrap if needed, then follow the log). */
   start(): void {
-    this.loop ??= this.run();
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
     if (this.announceTimer) clearTimeout(this.announceTimer);
-    this.abort.abort();
-    this.wake();
-    await this.loop?.catch(() => {});
-    this.loop = null;
+    this.announceTimer = null;
+    await this.loop.stop();
     this.store?.close();
     this.store = null;
   }
@@ -105,8 +107,7 @@ export class Replicator {
   /** Asks the loop to read the log now (realtime event, write through the sidecar, ...). */
   wake(opts: { schema?: boolean } = {}): void {
     if (opts.schema) this.schemaCheckRequested = true;
-    this.woken = true;
-    this.wakeUp?.();
+    this.loop.wake();
   }
 
   /** Resolves once a full read of the log that started after this call has been applied. */
@@ -128,59 +129,40 @@ export class Replicator {
     return new Promise((resolve) => this.readyResolvers.push(resolve));
   }
 
-  private async run(): Promise<void> {
-    const backoff = new Backoff(100, 5000);
-    const signal = this.abort.signal;
-    while (!signal.aborted) {
-      const waiting: Array<{ resolve: () => void }> = [];
-      this.woken = false;
+  /**
+   * One run of the loop: opens the replica if needed, then reads the log until it has no more. The loop
+   * retries a failure after a backoff delay; a log that no longer continues the replica rebuilds it.
+   */
+  private async sync(signal: AbortSignal): Promise<void> {
+    this.signal = signal;
+    const waiting: Array<{ resolve: () => void }> = [];
+    try {
+      if (!this.store) await this.open();
+      let more: boolean;
+      this.pulling = true;
       try {
-        if (!this.store) await this.open();
-        let more: boolean;
-        this.pulling = true;
-        try {
-          do {
-            // Waiters registered before this read of the log is sent are satisfied once it is applied.
-            waiting.push(...this.waiters.splice(0));
-            more = await this.pullOnce();
-          } while ((more || this.announcedSeq > this.seenSeq) && !signal.aborted);
-        } finally {
-          this.pulling = false;
-        }
-        backoff.reset();
-        for (const w of waiting) w.resolve();
-      } catch (err) {
-        this.waiters.unshift(...waiting);
-        if (signal.aborted) break;
-        if (err instanceof RebuildNeeded) {
-          this.opts.log.warn('replica rebuild', { reason: err.message });
-          await this.rebuild().catch((e) => this.opts.log.error('rebuild failed', { error: (e as Error).message }));
-          continue;
-        }
-        this.opts.log.warn('replication paused', { error: (err as Error).message });
-        await sleep(backoff.next(), signal);
-        continue;
+        do {
+          // Waiters registered before this read of the log is sent are satisfied once it is applied.
+          waiting.push(...this.waiters.splice(0));
+          more = await this.pullOnce();
+        } while ((more || this.announcedSeq > this.seenSeq) && !signal.aborted);
+      } finally {
+        this.pulling = false;
       }
-      if (!this.woken && this.waiters.length === 0) await this.idle(this.opts.pollIntervalMs);
+    } catch (err) {
+      this.waiters.unshift(...waiting);
+      if (!(err instanceof RebuildNeeded) || signal.aborted) throw err;
+      this.opts.log.warn('replica rebuild', { reason: err.message });
+      await this.rebuild().catch((e) => this.opts.log.error('rebuild failed', { error: (e as Error).message }));
+      this.loop.wake(); // read the log again at once
+      return;
     }
-  }
-
-  private idle(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const self = this;
-      function done() {
-        clearTimeout(timer);
-        self.wakeUp = null;
-        resolve();
-      }
-      this.wakeUp = done;
-    });
+    for (const w of waiting) w.resolve();
   }
 
   /** Opens the existing replica when it continues the log, or builds a new one. */
   private async open(): Promise<void> {
-    await this.source.ensureTriggers(this.abort.signal);
+    await this.source.ensureTriggers(this.signal);
     if (existsSync(this.path)) {
       const store = this.openStore(this.path);
       const reason = await this.incompatibility(store);
@@ -212,7 +194,7 @@ export class Replicator {
 
   private async incompatibility(store: ReplicaStore): Promise<string | null> {
     if (store.format !== FORMAT_VERSION) return `format ${store.format} != ${FORMAT_VERSION}`;
-    const res = await this.source.readChanges(store.position.seq, 1, false, this.abort.signal);
+    const res = await this.source.readChanges(store.position.seq, 1, false, this.signal);
     if (!store.instance || res.instance !== store.instance) return 'different PocketBase database';
     return this.continuity(store.position.seq, store.position.anchor, res);
   }
@@ -238,7 +220,7 @@ export class Replicator {
 
   /** A complete replica in a temporary file: copy every collection, then catch up with the log. */
   private async buildFresh(): Promise<ReplicaStore> {
-    const signal = this.abort.signal;
+    const signal = this.signal;
     const tmp = `${this.path}.building`;
     this.removeFiles(tmp);
     const store = this.openStore(tmp);
@@ -287,7 +269,7 @@ export class Replicator {
   }
 
   private async replicable(): Promise<PbCollection[]> {
-    const all = await this.source.listCollections(this.abort.signal);
+    const all = await this.source.listCollections(this.signal);
     return all.filter((c) => isReplicable(c, this.opts.includeSystemCollections));
   }
 
@@ -299,7 +281,7 @@ export class Replicator {
   private async pullOnce(store: ReplicaStore = this.store!): Promise<boolean> {
     const { seq, anchor } = store.position;
     const readAt = performance.now();
-    const res = await this.source.readChanges(seq, this.opts.batchSize, true, this.abort.signal);
+    const res = await this.source.readChanges(seq, this.opts.batchSize, true, this.signal);
     if (res.instance !== store.instance) throw new RebuildNeeded('different PocketBase database');
     if (store === this.store) {
       // Everything up to the head read before these rows is covered once this batch is applied.
@@ -348,7 +330,7 @@ export class Replicator {
     for (const c of remote) {
       const entry = store.entry(c.id);
       if (!entry || forced.has(c.id) || !sameTableShape(entry.spec, tableSpec(c))) {
-        const stats = await copyCollection(store, this.source, c, this.opts.bootstrapPageSize, this.opts.log, this.abort.signal);
+        const stats = await copyCollection(store, this.source, c, this.opts.bootstrapPageSize, this.opts.log, this.signal);
         copied.add(c.id);
         this.opts.onCopied?.({ collection: c.name, ...stats });
         this.opts.log.info('collection copied', { collection: c.name, records: stats.records, ms: stats.ms });

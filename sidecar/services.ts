@@ -112,12 +112,15 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
   });
   const watcher = new SchemaWatcher({
     dir: resolve(config.replica.migrationsDir), watch: config.replica.watchMigrations,
-    intervalMs: config.replica.schemaCheckIntervalMs, onChange: () => replicator.wake({ schema: true }),
+    intervalMs: config.replica.schemaCheckIntervalMs, onChange: () => replicator.wake({ schema: true }), log: log.child({ component: 'schema' }),
   });
 
   const forwarder = new Forwarder(upstream, sessions, identityOpts);
   const identifyRequester = requesterFrom(replicator);
-  const feeds = createFeedRoutes({ replicator, profiles: config.feeds, identify: identifyRequester, pool: feedPool });
+  const feeds = createFeedRoutes({
+    replicator, profiles: config.feeds, identify: identifyRequester, pool: feedPool, ...config.feedEngine,
+    onRanked: (profile, stats, ms) => metrics.feedRanked(profile, stats, ms),
+  });
   const readRoutes = createReadRoutes({
     replicator,
     identify: identifyRequester,
