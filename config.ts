@@ -54,6 +54,15 @@ export interface HaptaConfig {
   };
   /** Ranking profiles served at /api/hapta/feeds/{name}. Declared here, in code (not environment). */
   feeds: Record<string, FeedProfile>;
+  /** Tuning of the feed engine (sidecar/feeds/routes.ts); `window` is declared in code. */
+  feedEngine: {
+    maxItems: number;
+    snapshotTtlMs: number;
+    maxSnapshots: number;
+    reuseMs: number;
+    answerCacheBytes: number;
+    window: FeedWindow;
+  };
   /**
    * Validators and hooks per collection and action, run before a write is validated and forwarded:
    * `{ posts: { create: [async ({ body }) => ({ body: { ...body, title: String(body.title).trim() } })] } }`.
@@ -80,6 +89,17 @@ export interface FeedProfile {
   following?: { collection: string; follower: string; following: string; authorField: string; boost: number; only?: boolean };
   /** Drop items related to the requester through these collections (blocks: blocker = me, blocked = author). */
   exclude?: { collection: string; requesterField: string; targetField: string; itemField: string }[];
+}
+
+/**
+ * Sizes of a ranking's candidate windows (sidecar/feeds/window.ts): the first window takes the newest `m0`
+ * items and the top `k0` of each counter (defaults: 2 * maxItems and maxItems), and each retry widens it;
+ * after `maxAttempts` windows (0: none) every item is scored.
+ */
+export interface FeedWindow {
+  m0?: number;
+  k0?: number;
+  maxAttempts: number;
 }
 
 /** Route classes the gate limits separately. */
@@ -152,6 +172,11 @@ export const OPTIONS: readonly Option[] = [
   { path: 'loginGuard.maxFailuresPerIdentity', env: 'HAPTA_LOGIN_FAILS_IDENTITY', kind: 'number', default: 20, description: 'Failed logins for one identity (any IP) before unknown IPs are refused for it; IPs it signed in from before are not.' },
   { path: 'loginGuard.maxFailuresPerIp', env: 'HAPTA_LOGIN_FAILS_IP', kind: 'number', default: 50, description: 'Failed logins from one IP (any identity) before it is refused.' },
   { path: 'loginGuard.windowMs', env: 'HAPTA_LOGIN_WINDOW_MS', kind: 'number', default: 900000, description: 'Window over which failed logins are counted; a refusal ends when it passes.' },
+  { path: 'feedEngine.maxItems', env: 'HAPTA_FEED_MAX_ITEMS', kind: 'number', default: 1000, description: 'Most items one feed ranking keeps: the depth a feed can be paged to (1 to 10000).' },
+  { path: 'feedEngine.snapshotTtlMs', env: 'HAPTA_FEED_CURSOR_TTL_MS', kind: 'number', default: 600000, description: 'How long a feed cursor (the ranking it pages through) stays valid.' },
+  { path: 'feedEngine.maxSnapshots', env: 'HAPTA_FEED_SNAPSHOTS', kind: 'number', default: 2000, description: 'Feed rankings kept in memory for cursors (least recently used dropped first).' },
+  { path: 'feedEngine.reuseMs', env: 'HAPTA_FEED_REUSE_MS', kind: 'number', default: 2000, description: 'Identical first feed pages within this many ms share one ranking (0: rank every request).' },
+  { path: 'feedEngine.answerCacheBytes', env: 'HAPTA_FEED_ANSWER_CACHE_BYTES', kind: 'number', default: 33554432, description: 'Bytes of rendered feed pages kept until the replica changes (0: none).' },
 ];
 
 function rateLimitOptions(cls: RouteClass, max: number, duration: number, ip: boolean, message: string): Option[] {
@@ -230,6 +255,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Deep
     setPath(cfg, opt.path, raw !== undefined && raw !== '' ? parseValue(opt, raw) : opt.default);
   }
   cfg.feeds = REFERENCE_FEEDS;
+  const windowDefaults: FeedWindow = { maxAttempts: 6 };
+  (cfg.feedEngine as Record<string, unknown>).window = windowDefaults;
   cfg.writeHooks = {};
   const merged = mergeDeep(cfg, overrides as Record<string, unknown>) as unknown as HaptaConfig;
   validate(merged);
@@ -246,6 +273,20 @@ function validate(cfg: HaptaConfig): void {
   if (!/^[A-Za-z0-9_]{1,64}$/.test(cfg.replica.consumerId)) throw new ConfigError('HAPTA_CONSUMER_ID must match [A-Za-z0-9_]{1,64}');
   cfg.replica.batchSize = Math.min(5000, Math.max(1, Math.floor(cfg.replica.batchSize)));
   cfg.replica.bootstrapPageSize = Math.min(5000, Math.max(1, Math.floor(cfg.replica.bootstrapPageSize)));
+  const fe = cfg.feedEngine;
+  const atLeast = (v: unknown, min: number, name: string) => {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new ConfigError(`${name} must be a number of at least ${min}`);
+  };
+  atLeast(fe.snapshotTtlMs, 1, 'HAPTA_FEED_CURSOR_TTL_MS');
+  atLeast(fe.reuseMs, 0, 'HAPTA_FEED_REUSE_MS');
+  atLeast(fe.answerCacheBytes, 0, 'HAPTA_FEED_ANSWER_CACHE_BYTES');
+  fe.maxItems = Math.min(10_000, Math.max(1, Math.floor(fe.maxItems)));
+  fe.maxSnapshots = Math.max(1, Math.floor(fe.maxSnapshots));
+  const w = fe.window;
+  if (w.m0 !== undefined) { atLeast(w.m0, 1, 'feedEngine.window.m0'); w.m0 = Math.floor(w.m0); }
+  if (w.k0 !== undefined) { atLeast(w.k0, 1, 'feedEngine.window.k0'); w.k0 = Math.floor(w.k0); }
+  atLeast(w.maxAttempts, 0, 'feedEngine.window.maxAttempts');
+  w.maxAttempts = Math.floor(w.maxAttempts);
   cfg.pbUrl = cfg.pbUrl.replace(/\/+$/, '');
 }
 

@@ -1,6 +1,19 @@
 // Prometheus metrics of the sidecar (served at /api/hapta/metrics). One registry per sidecar instance,
 // so tests can run several sidecars in one process.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { WindowStats } from './feeds/window.js';
+
+/**
+ * How a feed ranking was obtained: `window` (the first candidate window was accepted), `widened` (a wider
+ * one was), `gave_up` (windows were tried, then every item was scored), `full` (every item was scored
+ * without trying a window: the profile or the request has none, or the feed is too small for one).
+ */
+export type RankingResult = 'window' | 'widened' | 'gave_up' | 'full';
+
+export function rankingResult(stats: WindowStats): RankingResult {
+  if (stats.result === 'window') return stats.attempts > 1 ? 'widened' : 'window';
+  return stats.attempts > 0 ? 'gave_up' : 'full';
+}
 
 export class Metrics {
   readonly registry = new Registry();
@@ -59,7 +72,27 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly feedRankings = new Counter({
+    name: 'hapta_feed_rankings_total',
+    help: 'Feed rankings run (a shared first page or a cursor reuses one), by profile and how each was obtained: window, widened, gave_up or full.',
+    labelNames: ['profile', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly feedRankingTime = new Histogram({
+    name: 'hapta_feed_ranking_ms',
+    help: 'Time of one feed ranking, its wait for a pool thread included (ms), by profile.',
+    labelNames: ['profile'] as const,
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500],
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'hapta_' });
+  }
+
+  /** Counts one feed ranking (the feed routes' onRanked). */
+  feedRanked(profile: string, stats: WindowStats, ms: number): void {
+    this.feedRankings.inc({ profile, result: rankingResult(stats) });
+    this.feedRankingTime.observe({ profile }, ms);
   }
 }

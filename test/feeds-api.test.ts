@@ -6,14 +6,18 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { REFERENCE_FEEDS } from '../config.js';
 import { api } from './harness/dump.js';
-import { allPages, feed, pbIds, referenceScore, startFeedsEnv, WORDS, type FeedsEnv, type Who } from './feeds-env.js';
+import { metricSum } from './harness/metrics.js';
+import { allPages, feed, pbIds, referenceScore, startFeedsEnv, WORDS, type FeedsEnv, type Served, type Who } from './feeds-env.js';
 
 const HOUR = 3600_000;
 const ts = (s: string) => Date.parse(s.replace(' ', 'T'));
 
 describe('feeds', () => {
   let env: FeedsEnv;
+  /** The sidecar under test (rankings never shared), its URL and the identities signed in on it. */
+  let served: Served;
   let base: string;
+  let who: Who[];
   let rows: { posts: any[]; likes: any[]; comments: any[]; follows: any[]; blocks: any[] };
 
   async function everything(coll: string): Promise<any[]> {
@@ -30,7 +34,8 @@ describe('feeds', () => {
 
   before(async () => {
     env = await startFeedsEnv();
-    base = await env.serve({ reuseMs: 0 });
+    served = await env.serve({ reuseMs: 0 });
+    ({ url: base, who } = served);
     await loadRows();
   });
   after(async () => { await env?.stop(); });
@@ -58,7 +63,7 @@ describe('feeds', () => {
     ];
     for (const c of cases) {
       test(`${c.profile} q=${c.q ?? ''} filter=${c.filter ?? ''}`, async () => {
-        for (const w of env.who) {
+        for (const w of who) {
           const params: Record<string, string> = {};
           if (c.q) params.q = c.q;
           if (c.filter) params.filter = c.filter;
@@ -84,7 +89,7 @@ describe('feeds', () => {
 
     for (const profile of ['trending', 'latest']) {
       test(`${profile}: explained scores equal the reference and the order follows them`, async () => {
-        const su = env.who.find((w) => w.superuser)!;
+        const su = who.find((w) => w.superuser)!;
         const r = await feed(base, profile, { perPage: '200', explain: '1' }, su);
         assert.equal(r.status, 200);
         const now = Date.parse(r.body.explain.now);
@@ -101,7 +106,7 @@ describe('feeds', () => {
     }
 
     test('following (user0): order follows the reference score', async () => {
-      const u0 = env.who.find((w) => w.name === 'user0')!;
+      const u0 = who.find((w) => w.name === 'user0')!;
       const ids = await allPages(base, 'following', {}, u0);
       assert.ok(ids.length > 3);
       const now = Date.now();
@@ -111,7 +116,7 @@ describe('feeds', () => {
     });
 
     test('search: relevance comes from bm25 and adds up with the other terms', async () => {
-      const su = env.who.find((w) => w.superuser)!;
+      const su = who.find((w) => w.superuser)!;
       const r = await feed(base, 'search', { q: 'zebra', perPage: '100', explain: '1' }, su);
       assert.equal(r.status, 200);
       const now = Date.parse(r.body.explain.now);
@@ -132,14 +137,14 @@ describe('feeds', () => {
 
   describe('candidate windows', () => {
     test('rankings through small windows equal full rankings and the reference, for every identity and filter', async () => {
-      const stats: string[] = [];
-      const windowed = await env.serve({ reuseMs: 0, maxItems: 10, window: { m0: 4, k0: 2 }, onRanked: (_p, s) => stats.push(s.result === 'window' ? `window${s.attempts > 1 ? '+' : ''}` : s.attempts ? 'gave up' : 'full') });
+      const windowed = await env.serve({ reuseMs: 0, maxItems: 10, window: { m0: 4, k0: 2 } });
       const full = await env.serve({ reuseMs: 0, maxItems: 10, window: { maxAttempts: 0 } });
       const byId = new Map(rows.posts.map((p) => [p.id, p]));
-      for (const w of env.who) {
-        for (const filter of ['', 'category = "a"', 'author.name ~ "User 1"', 'likes >= 0']) {
+      const filters = ['', 'category = "a"', 'author.name ~ "User 1"', 'likes >= 0'];
+      for (const [i, w] of windowed.who.entries()) {
+        for (const filter of filters) {
           const params = { perPage: '10', filter, explain: '1' };
-          const [a, b] = [await feed(windowed, 'trending', params, w), await feed(full, 'trending', params, w)];
+          const [a, b] = [await feed(windowed.url, 'trending', params, w), await feed(full.url, 'trending', params, full.who[i])];
           assert.equal(a.status, 200);
           assert.deepEqual(a.body.items.map((r: any) => r.id), b.body.items.map((r: any) => r.id), `${w.name} ${filter}`);
           assert.equal(a.body.totalItems, b.body.totalItems);
@@ -155,13 +160,23 @@ describe('feeds', () => {
           }
         }
       }
-      assert.ok(stats.some((s) => s.startsWith('window')), `no window was accepted: ${stats.join(', ')}`);
+      // Every first page ran one ranking (reuseMs 0), counted by how it was obtained.
+      const tally = async (s: Served) => {
+        const out: Record<string, number> = {};
+        for (const result of ['window', 'widened', 'gave_up', 'full']) out[result] = await metricSum(s.sidecar.metrics.feedRankings, { profile: 'trending', result });
+        return out;
+      };
+      const [win, all] = [await tally(windowed), await tally(full)];
+      const pages = windowed.who.length * filters.length;
+      assert.ok(win.window + win.widened > 0, `no window was accepted: ${JSON.stringify(win)}`);
+      assert.equal(win.window + win.widened + win.gave_up + win.full, pages, JSON.stringify(win));
+      assert.deepEqual(all, { window: 0, widened: 0, gave_up: 0, full: pages }, 'maxAttempts 0: no window is tried');
     });
   });
 
   describe('cursors', () => {
     test('pages stay stable while likes arrive and drafts disappear', async () => {
-      const anon = env.who[0];
+      const anon = who[0];
       const first = await feed(base, 'trending', { perPage: '10' }, anon);
       assert.equal(first.status, 200);
       const snapshotTotal = first.body.totalItems;
@@ -179,7 +194,7 @@ describe('feeds', () => {
       }
       const hidden = all[40];
       await api(env.pb.url, `/api/collections/posts/records/${hidden}`, { method: 'PATCH', token: env.superToken, body: { published: false } });
-      await env.sidecar.replicator.syncAfterNow();
+      await served.sidecar.replicator.syncAfterNow();
       const fresh = await allPages(base, 'trending', { perPage: '100' }, anon);
       assert.ok(fresh.indexOf(bottom[0]) < all.indexOf(bottom[0]) - 10, 'likes should move posts up in a new ranking');
       let page = first;
@@ -193,12 +208,12 @@ describe('feeds', () => {
       assert.deepEqual(seen, all.filter((id) => id !== hidden), 'skipped or reordered items');
       assert.equal(snapshotTotal, all.length);
       await api(env.pb.url, `/api/collections/posts/records/${hidden}`, { method: 'PATCH', token: env.superToken, body: { published: true } });
-      await env.sidecar.replicator.syncAfterNow();
+      await served.sidecar.replicator.syncAfterNow();
       await loadRows();
     });
 
     test('a page asked for again after a change shows the change (kept pages end with the next batch)', async () => {
-      const u0 = env.who.find((w) => w.name === 'user0')!;
+      const u0 = who.find((w) => w.name === 'user0')!;
       const first = await feed(base, 'latest', { perPage: '5' }, u0);
       const cursor: string = first.body.cursor;
       const again = async () => (await feed(base, 'latest', { perPage: '5', cursor }, u0)).body;
@@ -208,18 +223,18 @@ describe('feeds', () => {
       assert.ok(hide && edit, 'two posts of other authors on the page');
       await api(env.pb.url, `/api/collections/posts/records/${hide}`, { method: 'PATCH', token: env.superToken, body: { published: false } });
       await api(env.pb.url, `/api/collections/posts/records/${edit}`, { method: 'PATCH', token: env.superToken, body: { title: 'retitled while paging' } });
-      await env.sidecar.replicator.syncAfterNow();
+      await served.sidecar.replicator.syncAfterNow();
       const after = await again();
       assert.ok(!after.items.some((r: any) => r.id === hide), 'an unpublished post stays on a kept page');
       assert.equal(after.items.find((r: any) => r.id === edit)?.title, 'retitled while paging');
       assert.deepEqual(after.items.map((r: any) => r.id), before.items.map((r: any) => r.id).filter((id: string) => id !== hide), 'the rest of the page as it was');
       await api(env.pb.url, `/api/collections/posts/records/${hide}`, { method: 'PATCH', token: env.superToken, body: { published: true } });
-      await env.sidecar.replicator.syncAfterNow();
+      await served.sidecar.replicator.syncAfterNow();
       await loadRows();
     });
 
     test('a search page drops an item edited so that it no longer matches', async () => {
-      const su = env.who.find((w) => w.superuser)!;
+      const su = who.find((w) => w.superuser)!;
       const first = await feed(base, 'search', { q: WORDS[0], perPage: '3' }, su);
       assert.equal(first.status, 200);
       const cursor: string = first.body.cursor;
@@ -228,16 +243,16 @@ describe('feeds', () => {
       assert.ok(before.length >= 2);
       const target = before[0];
       await api(env.pb.url, `/api/collections/posts/records/${target.id}`, { method: 'PATCH', token: env.superToken, body: { title: 'nothing to find', body: '<p>plain</p>' } });
-      await env.sidecar.replicator.syncAfterNow();
+      await served.sidecar.replicator.syncAfterNow();
       const after = (await feed(base, 'search', { cursor }, su)).body.items as any[];
       assert.deepEqual(after.map((r) => r.id), before.slice(1).map((r) => r.id), 'the edited post is dropped, the others stay');
       await api(env.pb.url, `/api/collections/posts/records/${target.id}`, { method: 'PATCH', token: env.superToken, body: { title: target.title, body: target.body } });
-      await env.sidecar.replicator.syncAfterNow();
+      await served.sidecar.replicator.syncAfterNow();
       await loadRows();
     });
 
     test('forged, tampered, foreign and expired cursors are 400s', async () => {
-      const [anon, u0, u1] = env.who;
+      const [anon, u0, u1] = who;
       const first = await feed(base, 'latest', { perPage: '5' }, u0);
       const c: string = first.body.cursor;
       assert.ok(c);
@@ -252,9 +267,10 @@ describe('feeds', () => {
       for (const w of [anon, u1]) assert.equal((await feed(base, 'latest', { cursor: c }, w)).status, 400, `foreign cursor for ${w.name}`);
       assert.equal((await feed(base, 'trending', { cursor: c }, u0)).status, 400, 'cursor of another profile');
       const shortLived = await env.serve({ snapshotTtlMs: 200 });
-      const p1 = await feed(shortLived, 'latest', { perPage: '5' }, u0);
+      const su0 = shortLived.who.find((w) => w.name === 'user0')!;
+      const p1 = await feed(shortLived.url, 'latest', { perPage: '5' }, su0);
       await new Promise((r) => setTimeout(r, 300));
-      const expired = await feed(shortLived, 'latest', { cursor: p1.body.cursor }, u0);
+      const expired = await feed(shortLived.url, 'latest', { cursor: p1.body.cursor }, su0);
       assert.equal(expired.status, 400);
       assert.match(expired.body.message, /expired/);
     });
@@ -265,7 +281,7 @@ describe('feeds', () => {
       '(zebra', ')', 'AND', 'OR NOT', 'zebra AND OR', "'; DROP TABLE posts; --", '日本語 テキスト', '🦓 zebra', '\u0301\u0301', 'e\u0301clair',
       '\u0000zebra', 'x '.repeat(400), 'x'.repeat(5000), 'zebra '.repeat(300), '-zebra', '+', 'rowid:1', 'zebra\nquokka'];
     test('q: a normal answer or a 400, never a 500', async () => {
-      for (const w of env.who.slice(0, 2)) {
+      for (const w of who.slice(0, 2)) {
         for (const q of queries) {
           for (const profile of ['search', 'trending']) {
             const r = await feed(base, profile, { q }, w);
@@ -275,12 +291,12 @@ describe('feeds', () => {
           }
         }
       }
-      const eclair = await feed(base, 'search', { q: 'ECLAIR' }, env.who[0]);
+      const eclair = await feed(base, 'search', { q: 'ECLAIR' }, who[0]);
       assert.ok(eclair.body.items.length > 0, 'diacritics and case folded');
     });
 
     test('profiles, filters and paging parameters', async () => {
-      const anon = env.who[0];
+      const anon = who[0];
       const check = async (path: string, status: number) => {
         const res = await fetch(`${base}/api/hapta/feeds/${path}`);
         const body = await res.json() as any;
@@ -290,7 +306,11 @@ describe('feeds', () => {
       await check('nope', 404);
       await check('__proto__', 404);
       await check('constructor', 404);
-      await check('%E0%A4%A', 404);
+      await check('%E0%A4', 404);
+      // A broken escape in the path never reaches a route: 400 in plain text, as PocketBase answers it.
+      const broken = await fetch(`${base}/api/hapta/feeds/%E0%A4%A`);
+      assert.equal(broken.status, 400);
+      assert.equal(await broken.text(), '400 Bad Request');
       await check('search', 400);
       await check('search?q=%22%22', 400);
       await check('trending?filter=(', 400);

@@ -1,15 +1,8 @@
-// Test environment of the feed routes: a real PocketBase with the reference schema and seeded data, an
-// in-process sidecar (replica, sessions), and small Koa apps serving createFeedRoutes with the sidecar's
-// identity middleware, so callers sign in through the sidecar and present session keys.
-import Koa from 'koa';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { REFERENCE_FEEDS, type FeedProfile } from '../config.js';
-import { silentLogger } from '../lib/log.js';
-import { errorHandler, sendError } from '../sidecar/errors.js';
-import { createFeedRoutes, QueryPool, type FeedRoutesOptions } from '../sidecar/feeds/index.js';
-import { identity } from '../sidecar/identity.js';
-import { requesterFrom } from '../sidecar/requester.js';
+// Test environment of the feed routes: a real PocketBase with the reference schema and seeded data, and
+// shipped sidecars in this process (startSidecar: the app, route table and feed engine that ship) against
+// it: the env's own, and one more per serve() with its own feed engine options. Callers sign in through
+// a sidecar and present its session keys.
+import type { DeepPartial, FeedProfile, HaptaConfig } from '../config.js';
 import { api, superuserToken } from './harness/dump.js';
 import { startPocketBase, SUPERUSER, type PocketBase } from './harness/pocketbase.js';
 import { batch, makeId, rng, seedReference, USER_PASSWORD, type Seeded } from './harness/seed.js';
@@ -26,17 +19,28 @@ export interface Who {
   superuser: boolean;
 }
 
-export type ServeOptions = Partial<Pick<FeedRoutesOptions, 'snapshotTtlMs' | 'reuseMs' | 'maxItems' | 'answerCacheBytes' | 'window' | 'onRanked'>>;
+/** Feed engine options of a served sidecar (config.ts: feedEngine). */
+export type ServeOptions = DeepPartial<HaptaConfig['feedEngine']>;
+
+/** A sidecar started by serve(): its base URL, and the env's identities signed in on it. */
+export interface Served {
+  url: string;
+  sidecar: TestSidecar;
+  /** anon, user0, user1, superuser: session keys of this sidecar (keys are per sidecar). */
+  who: Who[];
+}
 
 export interface FeedsEnv {
   pb: PocketBase;
+  /** The env's sidecar (default feed engine options). */
   sidecar: TestSidecar;
-  pool: QueryPool;
   superToken: string;
   seeded: Seeded;
+  /** anon, user0, user1, superuser, signed in on `sidecar`. */
   who: Who[];
-  /** Serves the feed routes with these extra options; returns the base URL. */
-  serve(extra?: ServeOptions): Promise<string>;
+  /** Starts another sidecar against the same PocketBase with these feed engine options, synced. */
+  serve(extra?: ServeOptions): Promise<Served>;
+  /** Stops every sidecar, then PocketBase. */
   stop(): Promise<void>;
 }
 
@@ -54,9 +58,11 @@ export const WORDS = ['zebra', 'quokka', 'éclair'];
 
 export async function startFeedsEnv(): Promise<FeedsEnv> {
   const pb = await startPocketBase();
-  const servers: Server[] = [];
-  let sidecar: TestSidecar | null = null;
-  const pool = new QueryPool(2);
+  const sidecars: TestSidecar[] = [];
+  const stopAll = async () => {
+    for (const s of sidecars.splice(0).reverse()) await s.destroy().catch(() => {});
+    await pb.destroy();
+  };
   try {
     const superToken = await superuserToken(pb.url);
     const seeded = await seedReference(pb.url, superToken, { users: 10, posts: 160, comments: 200, likes: 500, follows: 30 }, 31);
@@ -79,49 +85,39 @@ export async function startFeedsEnv(): Promise<FeedsEnv> {
     await batch(pb.url, superToken, [1, 2, 5].filter((i) => !have.has(u[i].id)).map((i) => ({
       method: 'POST' as const, url: '/api/collections/follows/records', body: { follower: u[0].id, following: u[i].id },
     })));
-    sidecar = await startSidecar(pb, { rateLimits: { enabled: false } });
-    await waitForSync(sidecar, 60_000);
-    pool.setReplica(sidecar.replicator.store!.path);
+    const pbTokens: string[] = [];
+    for (const i of [0, 1]) pbTokens.push((await login(pb.url, 'users', u[i].email, USER_PASSWORD)).token);
 
-    const who: Who[] = [{ name: 'anon', key: '', pbToken: '', id: '', superuser: false }];
-    for (const i of [0, 1]) {
-      const s = await login(sidecar.url, 'users', u[i].email, USER_PASSWORD);
-      const p = await login(pb.url, 'users', u[i].email, USER_PASSWORD);
-      who.push({ name: `user${i}`, key: s.token, pbToken: p.token, id: s.id, superuser: false });
-    }
-    const su = await login(sidecar.url, '_superusers', SUPERUSER.email, SUPERUSER.password);
-    who.push({ name: 'superuser', key: su.token, pbToken: superToken, id: su.id, superuser: true });
+    /** The identities, signed in through the sidecar at `url`. */
+    const signIn = async (url: string): Promise<Who[]> => {
+      const who: Who[] = [{ name: 'anon', key: '', pbToken: '', id: '', superuser: false }];
+      for (const [k, i] of [0, 1].entries()) {
+        const s = await login(url, 'users', u[i].email, USER_PASSWORD);
+        who.push({ name: `user${i}`, key: s.token, pbToken: pbTokens[k], id: s.id, superuser: false });
+      }
+      const su = await login(url, '_superusers', SUPERUSER.email, SUPERUSER.password);
+      who.push({ name: 'superuser', key: su.token, pbToken: superToken, id: su.id, superuser: true });
+      return who;
+    };
+    /** A shipped sidecar with these feed engine options, caught up with PocketBase. */
+    const start = async (feedEngine: ServeOptions): Promise<TestSidecar> => {
+      // Each reports its own position in the change log to PocketBase.
+      const consumerId = sidecars.length === 0 ? 'default' : `feeds_${sidecars.length}`;
+      const sc = await startSidecar(pb, { rateLimits: { enabled: false }, replica: { consumerId }, feedEngine });
+      sidecars.push(sc);
+      await waitForSync(sc, 60_000);
+      return sc;
+    };
 
-    const sc = sidecar;
-    const serve = async (extra: ServeOptions = {}) => {
-      const app = new Koa();
-      app.silent = true;
-      app.use(errorHandler(silentLogger));
-      app.use(identity(sc.sessions, { acceptPocketBaseTokens: false, clientIpHeader: 'X-Hapta-Client-IP' }));
-      app.use(createFeedRoutes({ replicator: sc.replicator, profiles: REFERENCE_FEEDS, identify: requesterFrom(sc.replicator), pool, ...extra }));
-      app.use((ctx) => sendError(ctx, 404, "The requested resource wasn't found."));
-      const server = createServer(app.callback());
-      await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
-      servers.push(server);
-      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const sidecar = await start({});
+    const who = await signIn(sidecar.url);
+    const serve = async (extra: ServeOptions = {}): Promise<Served> => {
+      const sc = await start(extra);
+      return { url: sc.url, sidecar: sc, who: await signIn(sc.url) };
     };
-    return {
-      pb, sidecar: sc, pool, superToken, seeded, who, serve,
-      async stop() {
-        for (const s of servers) {
-          s.closeAllConnections();
-          await new Promise<void>((res) => s.close(() => res()));
-        }
-        await pool.close();
-        await sc.destroy();
-        await pb.destroy();
-      },
-    };
+    return { pb, sidecar, superToken, seeded, who, serve, stop: stopAll };
   } catch (e) {
-    for (const s of servers) s.close();
-    await pool.close().catch(() => {});
-    await (sidecar as TestSidecar | null)?.destroy().catch(() => {});
-    await pb.destroy();
+    await stopAll();
     throw e;
   }
 }
