@@ -66,12 +66,14 @@ export interface Sidecar extends Services {
 export async function createSidecar(config: HaptaConfig, deps: ServicesDeps = {}): Promise<Sidecar> {
   const services = await createServices(config, deps);
   const app = createApp(services);
-  const server = createServer(app.callback());
+  // Go's http.Server accepts request lines and headers up to 1 MiB (DefaultMaxHeaderBytes); so does this.
+  const server = createServer({ maxHeaderSize: 1 << 20 }, app.callback());
   server.keepAliveTimeout = 65_000;
   // A malformed request never reaches Koa; answer it as Go's server does and drop the connection.
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request');
-    else socket.destroy();
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return socket.destroy();
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    socket.end(`HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n${status}`);
   });
   await new Promise<void>((res) => server.listen(config.port, config.host, res));
   const addr = server.address() as AddressInfo;
