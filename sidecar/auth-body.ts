@@ -83,7 +83,7 @@ async function multipartFields(raw: Buffer, contentType: string): Promise<Map<st
       return reject(e);
     }
     bb.on('field', (name, value) => addAll(fields, [[name, value]]));
-    bb.on('file', (_name, stream) => stream.resume());
+    bb.on('file', (_name, stream) => stream.on('error', () => {}).resume());
     bb.on('error', reject);
     bb.on('close', resolve);
     Readable.from([raw]).pipe(bb);

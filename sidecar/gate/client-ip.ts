@@ -10,7 +10,8 @@ export function clientIp(trustedProxies: string) {
   return async function resolveClientIp(ctx: Context, next: Next): Promise<void> {
     let ip: string;
     try {
-      ip = proxyaddr(ctx.req, trust);
+      // A socket already closed has no remote address.
+      ip = proxyaddr(ctx.req, trust) ?? '';
     } catch {
       ip = ctx.req.socket.remoteAddress ?? '';
     }
