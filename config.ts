@@ -23,6 +23,9 @@ export interface HaptaConfig {
     includeSystemCollections: boolean;
     consumerId: string;
   };
+  consistency: {
+    readWaitMs: number;
+  };
   upstream: {
     timeoutMs: number;
     connections: number;
@@ -147,6 +150,7 @@ export const OPTIONS: readonly Option[] = [
   { path: 'replica.includeSystemCollections', env: 'HAPTA_REPLICATE_SYSTEM', kind: 'boolean', default: false, description: 'Also replicate system collections (_superusers, _otps, ...).' },
   { path: 'replica.consumerId', env: 'HAPTA_CONSUMER_ID', kind: 'string', default: 'default', description: 'Name this sidecar reports to PocketBase so the change log is kept until it has read it.' },
   { path: 'upstream.timeoutMs', env: 'HAPTA_UPSTREAM_TIMEOUT_MS', kind: 'number', default: 30000, description: 'Timeout of a request to PocketBase (headers; streams are not cut).' },
+  { path: 'consistency.readWaitMs', env: 'HAPTA_READ_WAIT_MS', kind: 'number', default: 1000, description: "How long a read may wait for the replica to reach the caller's watermark (its last write or newest read) before PocketBase answers it instead." },
   { path: 'upstream.connections', env: 'HAPTA_UPSTREAM_CONNECTIONS', kind: 'number', default: 64, description: 'Keep-alive connections to PocketBase.' },
   { path: 'redisUrl', env: 'HAPTA_REDIS_URL', kind: 'string', default: '', description: 'Redis URL (redis://host:port/db). When set, sessions, the session secret and rate-limit counters are shared through Redis.' },
   { path: 'sessions.secret', env: 'HAPTA_SESSION_SECRET', kind: 'string', default: '', description: 'Key signing session tokens (32+ chars). Empty: generated on first start and stored in HAPTA_DATA_DIR (or Redis).' },

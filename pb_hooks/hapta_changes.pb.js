@@ -107,3 +107,11 @@ routerAdd("POST", "/api/hapta-sync/prune", (e) => {
   const upTo = require(`${__hooks}/hapta/changelog.js`).prune(e.app);
   return e.json(200, { prunedThrough: upTo });
 }, $apis.requireSuperuserAuth());
+
+// GET /api/hapta-sync/head: the log head and instance id (superusers only). A sidecar asks after each
+// acknowledged write, so the writer's session knows which position a replica must have reached before
+// it may answer that writer's reads (read-your-writes without waiting on the write itself).
+routerAdd("GET", "/api/hapta-sync/head", (e) => {
+  const log = require(`${__hooks}/hapta/changelog.js`);
+  return e.json(200, { instance: log.readMeta(e.app, "instance"), head: log.head(e.app) });
+}, $apis.requireSuperuserAuth());

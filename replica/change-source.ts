@@ -31,6 +31,11 @@ export class ChangeSource {
     return this.session.json<ChangesResponse>('sync', 'GET', `/api/hapta-sync/changes?${q}`, undefined, signal);
   }
 
+  /** The log head now (and the database it belongs to): cheap, no rows. */
+  readHead(signal?: AbortSignal): Promise<{ instance: string; head: number }> {
+    return this.session.json<{ instance: string; head: number }>('sync', 'GET', '/api/hapta-sync/head', undefined, signal);
+  }
+
   /** One page of records through the records API, keyset-paged by id (concurrent writes never shift it). */
   async readPage(collectionId: string, afterId: string | null, limit: number, signal?: AbortSignal): Promise<Record<string, unknown>[]> {
     const q = new URLSearchParams({ perPage: String(limit), skipTotal: '1', sort: 'id' });

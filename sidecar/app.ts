@@ -29,9 +29,11 @@ export function createApp(s: Services): Koa {
   });
   const router = createRouter({
     forwarder: s.forwarder,
+    consistency: s.consistency,
     sessions: s.sessions,
     auth: authHandlers({
       forwarder: s.forwarder, sessions: s.sessions, guard: s.loginGuard, loginWindowMs: config.loginGuard.windowMs,
+      afterLogin: (ctx, sid) => s.consistency.afterWrite(ctx, sid),
       collectionId: (nameOrId: string) => {
         const refs = collectionRefs(replicator.store);
         return refs.find((c) => c.id === nameOrId || c.name === nameOrId)?.id ?? null;

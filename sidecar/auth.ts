@@ -19,6 +19,8 @@ export interface AuthOptions {
   sessions: SessionManager;
   guard: LoginGuard;
   loginWindowMs: number;
+  /** After a session is created: its watermark (the log head), so its reads see the signed-in record. */
+  afterLogin(ctx: Context, sid: string): Promise<void>;
   /** A collection name or id to its id (sessions are stored by collection id); null if unknown. */
   collectionId(nameOrId: string): string | null;
 }
@@ -48,11 +50,13 @@ export function authHandlers(opts: AuthOptions): AuthHandlers {
   const forward = (ctx: Context, raw: Buffer) => forwarder.fetch(ctx, { body: raw });
 
   /** Swaps PocketBase's token for a new session key in a successful auth answer. */
-  async function withSession(answer: UpstreamAnswer, refreshable = true): Promise<Buffer | string> {
+  async function withSession(ctx: Context, answer: UpstreamAnswer, refreshable = true): Promise<Buffer | string> {
     const text = answer.body.toString('utf8');
     const payload = parse(text) as AuthPayload | null;
     if (answer.status !== 200 || !payload || typeof payload.token !== 'string' || !payload.record?.id) return answer.body;
     const key = await sessions.create(payload, refreshable);
+    const sid = sessions.sidOf(key);
+    if (sid) await opts.afterLogin(ctx, sid);
     return replaceToken(text, payload.token, key);
   }
 
@@ -73,12 +77,12 @@ export function authHandlers(opts: AuthOptions): AuthHandlers {
       if (identity && answer.status === 400) await opts.guard.failed(collection, identity, ip);
       // 200, or 401 with an mfaId: the password was right.
       if (identity && (answer.status === 200 || answer.status === 401)) await opts.guard.succeeded(collection, identity, ip);
-      forwarder.relay(ctx, answer, await withSession(answer));
+      forwarder.relay(ctx, answer, await withSession(ctx, answer));
     },
 
     async authWith(ctx) {
       const answer = await forward(ctx, await body(ctx));
-      forwarder.relay(ctx, answer, await withSession(answer));
+      forwarder.relay(ctx, answer, await withSession(ctx, answer));
     },
 
     async authRefresh(ctx) {
@@ -103,7 +107,7 @@ export function authHandlers(opts: AuthOptions): AuthHandlers {
 
     async impersonate(ctx) {
       const answer = await forward(ctx, await body(ctx));
-      forwarder.relay(ctx, answer, await withSession(answer, false));
+      forwarder.relay(ctx, answer, await withSession(ctx, answer, false));
     },
 
     async fileToken(ctx) {

@@ -65,10 +65,10 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
-  readonly writeSync = new Histogram({
-    name: 'hapta_write_sync_ms',
-    help: 'Time an acknowledged write waited for the replica to include it (read-your-writes).',
-    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000],
+  readonly readWait = new Histogram({
+    name: 'hapta_read_wait_ms',
+    help: "Time a read by a caller with a watermark waited for the replica to reach it (read-your-writes, monotonic reads).",
+    buckets: [0.1, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000],
     registers: [this.registry],
   });
 

@@ -1,9 +1,10 @@
 // The requester as the read path needs it: the auth record behind the caller's session, read from the
 // replica (superusers, not replicated, carry their ids only). A session whose record is not in the
-// replica after one wait for the replica to catch up is anonymous, as PocketBase treats a token of a
-// deleted record.
+// replica, even after a read of the log that started after the request arrived, cannot be judged here:
+// Unsupported, so PocketBase answers (it treats a token of a deleted record as anonymous).
 import type { Context } from 'koa';
 import type { Replicator } from '../replica/replicator.js';
+import { Unsupported } from './reads/errors.js';
 import type { Requester } from './reads/index.js';
 import type { Authenticated } from './sessions/manager.js';
 
@@ -23,6 +24,7 @@ export function requesterFrom(replicator: Replicator, waitMs = 1000) {
       store = replicator.store;
       record = store ? store.record(s.collectionId, s.recordId) : null;
     }
-    return record ? { kind: 'record', collectionId: s.collectionId, record } : { kind: 'anonymous' };
+    if (!record) throw new Unsupported('requester_not_in_replica');
+    return { kind: 'record', collectionId: s.collectionId, record };
   };
 }

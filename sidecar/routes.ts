@@ -8,6 +8,7 @@ import Router from '@koa/router';
 import type { Context, Middleware, Next } from 'koa';
 import type { RouteClass } from '../config.js';
 import type { AuthHandlers } from './auth.js';
+import type { Consistency } from './consistency.js';
 import { sendError } from './errors.js';
 import { bodyLimit, limitedBody } from './gate/body-limit.js';
 import type { Forwarder } from './http/forward.js';
@@ -44,6 +45,7 @@ export function routeInfo(ctx: Context): RouteInfo {
 
 export interface RouteHandlers {
   forwarder: Forwarder;
+  consistency: Pick<Consistency, 'afterWrite' | 'afterUpstreamRead'>;
   sessions: SessionManager;
   auth: AuthHandlers;
   reads: Middleware;
@@ -60,11 +62,23 @@ export function createRouter(h: RouteHandlers): Router {
   const limitBody = bodyLimit({ json: h.gate.maxJsonBody, upload: h.gate.maxUploadBody });
 
   const notFound: Middleware = async (ctx) => sendError(ctx, 404, NOT_FOUND);
-  /** The catch-all forwarder: the request streamed to PocketBase (body limited) and the answer back. */
-  const forward: Middleware = (ctx) => h.forwarder.stream(ctx, {
-    body: () => limitedBody(ctx.req, ctx.state.bodyLimit as number, () => (ctx.state.bodyTooLarge = true)),
-    bodyTooLarge: () => ctx.state.bodyTooLarge === true,
-  });
+  /**
+   * The catch-all forwarder: the request streamed to PocketBase (body limited) and the answer back. A
+   * write it carried (any method but GET/HEAD/OPTIONS, realtime subscriptions aside: a confirmation, a
+   * multipart batch…) raises the caller's watermark like any write.
+   */
+  const forward: Middleware = async (ctx) => {
+    await h.forwarder.stream(ctx, {
+      body: () => limitedBody(ctx.req, ctx.state.bodyLimit as number, () => (ctx.state.bodyTooLarge = true)),
+      bodyTooLarge: () => ctx.state.bodyTooLarge === true,
+    });
+    const { kind } = routeInfo(ctx);
+    const write = !['GET', 'HEAD', 'OPTIONS'].includes(ctx.method) && kind !== 'realtime';
+    if (ctx.state.upstream !== true || ctx.status < 200 || ctx.status >= 500) return;
+    if (write && ctx.status < 300) await h.consistency.afterWrite(ctx);
+    // A read of records PocketBase answered (a fallback) moves the caller's watermark too.
+    else if (kind === 'read') await h.consistency.afterUpstreamRead(ctx);
+  };
   /** Downloads: a sidecar file-token handle in `?token=` becomes PocketBase's file token. */
   const files: Middleware = async (ctx) => {
     const t = targetOf(ctx);

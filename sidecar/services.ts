@@ -17,6 +17,7 @@ import { createFeedRoutes, QueryPool } from './feeds/index.js';
 import { feedIndexSpec } from './feeds/profiles.js';
 import { MemoryCounters, RedisCounters } from './gate/counters.js';
 import { LoginGuard } from './gate/login-guard.js';
+import { Consistency } from './consistency.js';
 import { Forwarder } from './http/forward.js';
 import { Metrics } from './metrics.js';
 import { createReadRoutes } from './reads/index.js';
@@ -42,6 +43,8 @@ export interface Services {
   replicator: Replicator;
   feedPool: QueryPool;
   forwarder: Forwarder;
+  /** Watermarks: read-your-writes and monotonic reads. */
+  consistency: Consistency;
   /** Records list/view from the replica (next(): PocketBase). */
   reads: Koa.Middleware;
   /** Records create/update/delete and batch, validated (next(): PocketBase). */
@@ -83,7 +86,8 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
   const indexSpec = feedIndexSpec(config.feeds);
   // Feed queries run on worker threads with their own read-only connections to the replica file.
   const feedPool = new QueryPool();
-  const replicator = new Replicator(new ChangeSource(superuser, config.replica.consumerId), {
+  const source = new ChangeSource(superuser, config.replica.consumerId);
+  const replicator = new Replicator(source, {
     dataDir,
     batchSize: config.replica.batchSize,
     bootstrapPageSize: config.replica.bootstrapPageSize,
@@ -116,15 +120,21 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
   });
 
   const forwarder = new Forwarder(upstream, sessions, identityOpts);
-  const identifyRequester = requesterFrom(replicator);
+  const consistency = new Consistency({
+    replicator, source, shared: redis ? sessionStore : null, waitMs: config.consistency.readWaitMs,
+    ttlMs: 7 * 86_400_000, metrics, log: log.child({ component: 'consistency' }),
+  });
+  const identifyRequester = requesterFrom(replicator, config.consistency.readWaitMs);
   const feeds = createFeedRoutes({
     replicator, profiles: config.feeds, identify: identifyRequester, pool: feedPool, ...config.feedEngine,
+    readable: (ctx) => consistency.readable(ctx), afterRead: (ctx) => consistency.afterRead(ctx),
     onRanked: (profile, stats, ms) => metrics.feedRanked(profile, stats, ms),
   });
   const readRoutes = createReadRoutes({
     replicator,
     identify: identifyRequester,
     onFallback: (reason) => metrics.readFallbacks.inc({ reason }),
+    readable: (ctx) => consistency.readable(ctx), afterRead: (ctx) => consistency.afterRead(ctx),
   });
   // A PocketBase token passed through (HAPTA_ACCEPT_PB_TOKENS): only PocketBase knows who that is.
   const reads: Koa.Middleware = (ctx, next) => (ctx.state.passThroughAuth ? next() : readRoutes(ctx, next));
@@ -132,13 +142,13 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
     replicator, forwarder, hooks: config.writeHooks,
     maxJsonBody: config.gate.maxJsonBody, maxUploadBody: config.gate.maxUploadBody,
     onRejected: (reason) => metrics.writesRejected.inc({ reason }),
-    onSynced: (ms) => metrics.writeSync.observe(ms),
+    consistency,
   });
 
   const loops = [replicator, waker, watcher, validator];
   return {
     config, log, metrics, upstream, superuser, redis, sessions, validator, loginGuard: guard, replicator, feedPool,
-    forwarder, reads, writes, feeds,
+    forwarder, consistency, reads, writes, feeds,
     start() {
       replicator.start();
       waker.start();

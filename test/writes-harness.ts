@@ -1,6 +1,6 @@
 // Shared set-up of the write-path suites: PocketBase with the reference schema plus an "every" collection
 // (each field type and option) and an auth collection with password options, and the shipped sidecar
-// seen through its metrics (requests it forwarded, read-your-writes waits).
+// seen through its metrics (requests it forwarded, reads that waited for the replica).
 import { api } from './harness/dump.js';
 import { metricSum } from './harness/metrics.js';
 import type { TestSidecar } from './harness/sidecar.js';
@@ -51,18 +51,18 @@ export interface WriteApp {
   url: string;
   /** Requests the sidecar has forwarded to PocketBase on callers' behalf (sync traffic excluded). */
   upstreamCount(): Promise<number>;
-  /** Read-your-writes waits so far: how many, and their total in ms. */
-  syncs(): Promise<{ count: number; sumMs: number }>;
+  /** Reads that waited for the replica to reach a watermark: how many, and their total in ms. */
+  waits(): Promise<{ count: number; sumMs: number }>;
 }
 
 export function writeApp(sidecar: TestSidecar): WriteApp {
   return {
     url: sidecar.url,
     upstreamCount: () => metricSum(sidecar.metrics.upstreamRequests, { purpose: 'proxy' }),
-    async syncs() {
-      const { values } = await sidecar.metrics.writeSync.get();
+    async waits() {
+      const { values } = await sidecar.metrics.readWait.get();
       const pick = (name: string) => values.find((v) => v.metricName === name)?.value ?? 0;
-      return { count: pick('hapta_write_sync_ms_count'), sumMs: pick('hapta_write_sync_ms_sum') };
+      return { count: pick('hapta_read_wait_ms_count'), sumMs: pick('hapta_read_wait_ms_sum') };
     },
   };
 }

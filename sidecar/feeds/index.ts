@@ -17,6 +17,6 @@ export function createFeedRoutes(opts: {
   profiles: Record<string, FeedProfile>;
   identify(ctx: Koa.Context): Promise<Requester>;
   pool: QueryPool;
-} & Partial<Pick<FeedRoutesOptions, 'maxItems' | 'snapshotTtlMs' | 'maxSnapshots' | 'reuseMs' | 'answerCacheBytes' | 'window' | 'onRanked'>>): Koa.Middleware {
+} & Partial<Pick<FeedRoutesOptions, 'readable' | 'afterRead' | 'maxItems' | 'snapshotTtlMs' | 'maxSnapshots' | 'reuseMs' | 'answerCacheBytes' | 'window' | 'onRanked'>>): Koa.Middleware {
   return feedRoutes(opts);
 }

@@ -42,6 +42,9 @@ export interface FeedRoutesOptions {
   answerCacheBytes?: number;
   /** Sizes of the candidate windows (window.ts). */
   window?: WindowOptions;
+  /** Watermarks (consistency.ts): whether the replica may answer this caller now; what it has seen. */
+  readable?(ctx: Koa.Context): Promise<boolean>;
+  afterRead?(ctx: Koa.Context): Promise<void>;
   /** Called after each ranking with its profile, how it was obtained and how long it took. */
   onRanked?(profile: string, stats: WindowStats, ms: number): void;
 }
@@ -134,6 +137,8 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
       if (name === null || !Object.hasOwn(opts.profiles, name)) throw new ApiError(404, NOT_FOUND);
       const profile = opts.profiles[name];
       if (!opts.replicator.store || !opts.pool.ready) throw new ApiError(503, 'The feed is not available right now.');
+      // Never an older state than this caller wrote or read: there is no PocketBase answer to fall back to.
+      if (opts.readable && !(await opts.readable(ctx))) throw new ApiError(503, 'The feed is not available right now.');
       const requester = await opts.identify(ctx);
       // Read the store after the await: it may have been swapped meanwhile.
       const store = opts.replicator.store;
@@ -143,9 +148,10 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
       ctx.status = 200;
       ctx.set('Content-Type', 'application/json');
       ctx.body = body;
+      await opts.afterRead?.(ctx);
     } catch (e) {
       if (e instanceof ApiError) return sendError(ctx, e.status, e.message, e.data);
-      if (e instanceof ApiError) return sendError(ctx, e.status, e.message);
+      if (e instanceof Unsupported && e.reason === 'requester_not_in_replica') return sendError(ctx, 503, 'The feed is not available right now.');
       if (e instanceof Unsupported || e instanceof FieldsError) return sendError(ctx, 400, GENERIC);
       if (e instanceof QueryError) {
         if (/no such (table|column)/.test(e.message) || e.code === 'NOT_READY') return sendError(ctx, 503, 'The feed is not available right now.');

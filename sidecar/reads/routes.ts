@@ -17,6 +17,9 @@ export interface ReadRoutesOptions {
   replicator: Replicator;
   identify(ctx: Koa.Context): Promise<Requester>;
   onFallback?(reason: string): void;
+  /** Watermarks (consistency.ts): whether the replica may answer this caller now; what it has seen. */
+  readable?(ctx: Koa.Context): Promise<boolean>;
+  afterRead?(ctx: Koa.Context): Promise<void>;
 }
 
 const PATH = /^\/api\/collections\/([^/]+)\/records(?:\/([^/]*))?$/;
@@ -118,11 +121,20 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
     if (!opts.replicator.store) return fallback('replica_not_ready', next);
     if (ctx.req.headers['content-length'] && ctx.req.headers['content-length'] !== '0') return fallback('request_body', next);
     if (ctx.req.headers['transfer-encoding']) return fallback('request_body', next);
+    // Never older than what this caller wrote or read: wait for the replica, or ask PocketBase.
+    if (opts.readable && !(await opts.readable(ctx))) return fallback('replica_behind', next);
+    if (!opts.replicator.store) return fallback('replica_not_ready', next);
 
     // The auth tables' versions before the requester's record is read: rules read that record.
     const identityReads = new ReadSet();
     identityReads.add(authTables(opts.replicator.store));
-    const requester = await opts.identify(ctx);
+    let requester: Requester;
+    try {
+      requester = await opts.identify(ctx);
+    } catch (e) {
+      if (e instanceof Unsupported) return fallback(e.reason, next);
+      throw e;
+    }
     // Read the store after the await: it may have been swapped meanwhile.
     const store = opts.replicator.store;
     if (!store) return fallback('replica_not_ready', next);
@@ -169,12 +181,14 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
       if (e instanceof ApiError) {
         ctx.state.upstream = false;
         ctx.set(STANDARD_HEADERS);
+        await opts.afterRead?.(ctx);
         return sendError(ctx, e.status, e.message);
       }
       throw e;
     }
     ctx.state.upstream = false;
     ctx.set(STANDARD_HEADERS);
+    await opts.afterRead?.(ctx);
     ctx.status = answer.status;
     ctx.set('Content-Type', 'application/json'); // PocketBase's exact header (Koa's ctx.type would add a charset)
     ctx.body = answer.body;

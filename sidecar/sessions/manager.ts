@@ -70,6 +70,11 @@ export class SessionManager {
     return this.keyFor(session);
   }
 
+  /** The session id a key of ours names (signature checked), or null. */
+  sidOf(key: string): string | null {
+    return this.signer.verify(key)?.sid ?? null;
+  }
+
   private keyExpiry(now: number, pbTokenExp: number): number {
     return this.opts.maxKeyTtlSeconds > 0 ? Math.min(pbTokenExp, now + this.opts.maxKeyTtlSeconds * 1000) : pbTokenExp;
   }

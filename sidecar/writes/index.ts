@@ -29,10 +29,8 @@ export interface WriteRoutesOptions {
   hooks?: WriteHooks;
   maxUploadBody: number;
   maxJsonBody: number;
-  /** Bounded wait for read-your-writes after an acknowledged write (default 2000 ms). */
-  syncTimeoutMs?: number;
+  consistency: ForwardDeps['consistency'];
   onRejected?(reason: string): void;
-  onSynced?(ms: number, timedOut: boolean): void;
 }
 
 export interface Target { collection: PbCollection; action: WriteAction; recordId?: string }
@@ -106,7 +104,7 @@ export async function checkWrite(opts: WriteRoutesOptions, store: ReplicaStore, 
 }
 
 export function createWriteRoutes(opts: WriteRoutesOptions): Middleware {
-  const deps: ForwardDeps = { ...opts, syncTimeoutMs: opts.syncTimeoutMs ?? 2000 };
+  const deps: ForwardDeps = opts;
   return async function writeRoutes(ctx: Context, next: Next): Promise<void> {
     const store = opts.replicator.store;
     if (!store || !['POST', 'PATCH', 'DELETE'].includes(ctx.method)) return next();

@@ -1,0 +1,180 @@
+// Read-your-writes and monotonic reads without a timeout hole: a writer whose replica is slowed always
+// reads its own writes (the replica answers once it has caught up, PocketBase when it cannot in time),
+// and a user alternating between two sidecars, one of them paused, never reads an older state than one
+// it has seen. PocketBase's change-log reads are slowed or held by an HTTP proxy in front of it.
+import assert from 'node:assert/strict';
+import { createServer, request, type Server } from 'node:http';
+import { Redis } from 'ioredis';
+import { after, before, describe, test } from 'node:test';
+import { api, superuserToken } from './harness/dump.js';
+import { metricSum } from './harness/metrics.js';
+import { startPocketBase, type PocketBase } from './harness/pocketbase.js';
+import { seedReference, USER_PASSWORD, type Seeded } from './harness/seed.js';
+import { startSidecar, waitForSync, type TestSidecar } from './harness/sidecar.js';
+
+const REDIS_URL = process.env.HAPTA_TEST_REDIS_URL_CONSISTENCY ?? 'redis://127.0.0.1:6379/11';
+
+/** An HTTP proxy to PocketBase that delays (or, paused, holds) reads of the change log. */
+class LogDelay {
+  delayMs = 0;
+  paused = false;
+  private held: Array<() => void> = [];
+  private server!: Server;
+  url = '';
+
+  constructor(private readonly target: string) {}
+
+  async start(): Promise<void> {
+    const t = new URL(this.target);
+    this.server = createServer((req, res) => {
+      const go = () => {
+        const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        });
+        up.on('error', () => res.destroy());
+        req.pipe(up);
+      };
+      if (!req.url?.startsWith('/api/hapta-sync/changes')) return go();
+      if (this.paused) return void this.held.push(go);
+      setTimeout(go, this.delayMs);
+    });
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
+  }
+
+  resume(): void {
+    this.paused = false;
+    for (const go of this.held.splice(0)) go();
+  }
+
+  close(): void {
+    this.resume();
+    this.server.closeAllConnections();
+    this.server.close();
+  }
+}
+
+async function call(base: string, method: string, path: string, key: string, body?: unknown): Promise<{ status: number; body: any; position: string | null }> {
+  const res = await fetch(base + path, {
+    method, headers: { authorization: key, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null, position: res.headers.get('x-hapta-position') };
+}
+
+async function signIn(base: string, email: string): Promise<{ key: string; id: string }> {
+  const r = await fetch(`${base}/api/collections/users/auth-with-password`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ identity: email, password: USER_PASSWORD }),
+  });
+  const b = (await r.json()) as { token: string; record: { id: string } };
+  return { key: b.token, id: b.record.id };
+}
+
+const posts = '/api/collections/posts/records';
+
+describe('read-your-writes and monotonic reads', () => {
+  let pb: PocketBase;
+  let su: string;
+  let seeded: Seeded;
+  const proxies: LogDelay[] = [];
+  const sidecars: TestSidecar[] = [];
+
+  before(async () => {
+    const redis = new Redis(REDIS_URL);
+    await redis.flushdb();
+    await redis.quit();
+    pb = await startPocketBase();
+    su = await superuserToken(pb.url);
+    seeded = await seedReference(pb.url, su, { users: 3, posts: 4, comments: 1, likes: 1, follows: 1 }, 12);
+  });
+  after(async () => {
+    for (const s of sidecars) await s.destroy().catch(() => {});
+    for (const p of proxies) p.close();
+    await pb?.destroy();
+  });
+
+  async function sidecarBehind(proxy: LogDelay, overrides: Parameters<typeof startSidecar>[1]): Promise<TestSidecar> {
+    await proxy.start();
+    proxies.push(proxy);
+    // The change-log realtime announcements and the poll are off: only reads of the log move the replica.
+    const s = await startSidecar({ url: proxy.url, migrationsDir: pb.migrationsDir }, {
+      rateLimits: { enabled: false }, ...overrides,
+      replica: { pollIntervalMs: 60_000, watchMigrations: false, ...overrides?.replica },
+    });
+    sidecars.push(s);
+    await waitForSync(s);
+    return s;
+  }
+
+  test('a writer with a slowed replica always reads its own writes, from the replica when it can', async () => {
+    const slow = new LogDelay(pb.url);
+    slow.delayMs = 250;
+    const patient = await sidecarBehind(slow, { consistency: { readWaitMs: 3000 }, replica: { consumerId: 'patient' } });
+    const hurried = new LogDelay(pb.url);
+    hurried.delayMs = 250;
+    const impatient = await sidecarBehind(hurried, { consistency: { readWaitMs: 20 }, replica: { consumerId: 'impatient' } });
+    for (const [name, s] of [['patient', patient], ['impatient', impatient]] as const) {
+      const me = await signIn(s.url, seeded.users[0].email);
+      const before = await metricSum(s.metrics.readFallbacks, { reason: 'replica_behind' });
+      let stale = 0;
+      for (let i = 0; i < 6; i++) {
+        const created = await call(s.url, 'POST', posts, me.key, { title: `${name} ${i}`, author: me.id, published: i % 2 === 0 });
+        assert.equal(created.status, 200, JSON.stringify(created.body));
+        assert.match(created.position ?? '', /^\d+@/, 'a write answers with its position');
+        const id = created.body.id as string;
+        if ((await call(s.url, 'GET', `${posts}/${id}`, me.key)).body?.title !== `${name} ${i}`) stale++;
+        await call(s.url, 'PATCH', `${posts}/${id}`, me.key, { title: `${name} ${i}!` });
+        const list = await call(s.url, 'GET', `${posts}?perPage=200&filter=${encodeURIComponent(`id="${id}"`)}`, me.key);
+        if (list.body?.items?.[0]?.title !== `${name} ${i}!`) stale++;
+        await call(s.url, 'DELETE', `${posts}/${id}`, me.key);
+        if ((await call(s.url, 'GET', `${posts}/${id}`, me.key)).status !== 404) stale++;
+      }
+      assert.equal(stale, 0, `${name}: every read saw the caller's own last write`);
+      const fellBack = (await metricSum(s.metrics.readFallbacks, { reason: 'replica_behind' })) - before;
+      if (name === 'patient') assert.equal(fellBack, 0, 'the replica caught up within the bound: no read went to PocketBase');
+      else assert.ok(fellBack >= 6, `reads the replica could not answer in time went to PocketBase, counted (${fellBack})`);
+    }
+  });
+
+  test('a user alternating between two sidecars, one paused, never reads an older state', async () => {
+    const shared = { redisUrl: REDIS_URL, consistency: { readWaitMs: 300 } };
+    const pa = new LogDelay(pb.url);
+    const pbB = new LogDelay(pb.url);
+    const a = await sidecarBehind(pa, { ...shared, replica: { consumerId: 'a', pollIntervalMs: 100 } });
+    const b = await sidecarBehind(pbB, { ...shared, replica: { consumerId: 'b', pollIntervalMs: 100 } });
+    const me = await signIn(a.url, seeded.users[1].email);
+    const target = seeded.posts.find((_, i) => i === 0)!;
+    await api(pb.url, `${posts}/${target}`, { method: 'PATCH', token: su, body: { likes: 0, published: true } });
+    // Another writer moves the record forward all the time, straight at PocketBase.
+    let writing = true;
+    const writer = (async () => {
+      for (let n = 1; writing; n++) {
+        await api(pb.url, `${posts}/${target}`, { method: 'PATCH', token: su, body: { likes: n } });
+        await new Promise((r) => setTimeout(r, 30));
+      }
+    })();
+    const seen: number[] = [];
+    const bBefore = await metricSum(b.metrics.readFallbacks, { reason: 'replica_behind' });
+    for (let i = 0; i < 40; i++) {
+      if (i === 10) pbB.paused = true; // b stops following the log
+      if (i === 30) pbB.resume();
+      const via = i % 2 === 0 ? a : b;
+      const r = await call(via.url, 'GET', `${posts}/${target}`, me.key);
+      assert.equal(r.status, 200);
+      seen.push(r.body.likes as number);
+      // The user's own write through one sidecar is seen through the other at once.
+      if (i === 20) {
+        const mine = await call(a.url, 'POST', posts, me.key, { title: 'seen everywhere', author: me.id, published: false });
+        const there = await call(b.url, 'GET', `${posts}/${mine.body.id}`, me.key);
+        assert.equal(there.body?.title, 'seen everywhere', 'a write through a is read through the paused b');
+      }
+    }
+    writing = false;
+    await writer;
+    for (let i = 1; i < seen.length; i++) assert.ok(seen[i] >= seen[i - 1], `read ${i} went back in time: ${seen.join(',')}`);
+    assert.ok(seen[seen.length - 1] > seen[0], 'the record moved during the run');
+    const fellBack = (await metricSum(b.metrics.readFallbacks, { reason: 'replica_behind' })) - bBefore;
+    assert.ok(fellBack > 0, `the paused sidecar answered through PocketBase (${fellBack} reads), never from its stale replica`);
+  });
+});
