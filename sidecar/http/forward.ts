@@ -51,10 +51,9 @@ export class Forwarder {
   /** The headers PocketBase gets for this caller. */
   async headers(ctx: Context, buffered: boolean, contentType?: string): Promise<Record<string, string | string[]>> {
     const headers = clientHeaders(ctx.req.headers);
-    if (buffered) {
-      delete headers['content-length'];
-      delete headers.expect;
-    }
+    // Node's server has already answered `Expect: 100-continue`; the request to PocketBase is ours.
+    delete headers.expect;
+    if (buffered) delete headers['content-length'];
     if (contentType) headers['content-type'] = contentType;
     delete headers.authorization;
     const ipHeader = this.identity.clientIpHeader.toLowerCase();
