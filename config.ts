@@ -12,6 +12,8 @@ export interface HaptaConfig {
   superuserEmail: string;
   superuserPassword: string;
   production: boolean;
+  /** Path of the user config module (feeds, writeHooks); '' for the reference schema's. */
+  configModule: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   replica: {
     pollIntervalMs: number;
@@ -140,6 +142,7 @@ export const OPTIONS: readonly Option[] = [
   { path: 'superuserEmail', env: 'PB_SUPERUSER_EMAIL', kind: 'string', default: DEFAULT_SUPERUSER_EMAIL, description: "Email of the sidecar's PocketBase superuser (local default refused in production)." },
   { path: 'superuserPassword', env: 'PB_SUPERUSER_PASSWORD', kind: 'string', default: DEFAULT_SUPERUSER_PASSWORD, description: "Password of the sidecar's PocketBase superuser (local default refused in production)." },
   { path: 'production', env: 'NODE_ENV', kind: 'boolean', default: false, description: 'true when NODE_ENV=production: default credentials are refused.' },
+  { path: 'configModule', env: 'HAPTA_CONFIG_MODULE', kind: 'string', default: '', description: "A module (.ts or .js) exporting `feeds` (ranking profiles) and `writeHooks` for your schema; empty: the reference schema's (see hapta.config.ts)." },
   { path: 'logLevel', env: 'HAPTA_LOG_LEVEL', kind: 'string', default: 'info', values: ['debug', 'info', 'warn', 'error'], description: 'Log level.' },
   { path: 'replica.pollIntervalMs', env: 'HAPTA_REPLICA_POLL_MS', kind: 'number', default: 1000, description: 'How often the change log is read when no realtime event wakes the reader.' },
   { path: 'replica.batchSize', env: 'HAPTA_REPLICA_BATCH', kind: 'number', default: 1000, description: 'Change-log rows read and applied per transaction (max 5000).' },
@@ -227,6 +230,53 @@ export const REFERENCE_FEEDS: Record<string, FeedProfile> = {
 };
 
 export class ConfigError extends Error {}
+
+/** What a user config module exports (named exports or a default object): your schema's code-only parts. */
+export interface UserModule {
+  feeds?: Record<string, FeedProfile>;
+  writeHooks?: WriteHooks;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Checks a module's exports: the shapes the sidecar relies on, with the offending key named. */
+export function checkUserModule(mod: unknown, where: string): Required<UserModule> {
+  const m = (isRecord(mod) && isRecord(mod.default) && !('feeds' in mod) && !('writeHooks' in mod) ? mod.default : mod) as Record<string, unknown>;
+  const feeds = m.feeds ?? {};
+  const hooks = m.writeHooks ?? {};
+  if (!isRecord(feeds)) throw new ConfigError(`${where}: feeds must be an object of profiles`);
+  for (const [name, p] of Object.entries(feeds)) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new ConfigError(`${where}: feed name "${name}" must be 1-64 letters, digits, _ or -`);
+    if (!isRecord(p) || typeof p.collection !== 'string') throw new ConfigError(`${where}: feeds.${name}.collection must be a collection name`);
+  }
+  if (!isRecord(hooks)) throw new ConfigError(`${where}: writeHooks must be an object keyed by collection`);
+  for (const [coll, actions] of Object.entries(hooks)) {
+    if (!isRecord(actions)) throw new ConfigError(`${where}: writeHooks.${coll} must map create/update/delete to lists of functions`);
+    for (const [action, list] of Object.entries(actions)) {
+      if (!['create', 'update', 'delete'].includes(action)) throw new ConfigError(`${where}: writeHooks.${coll}.${action}: only create, update and delete`);
+      if (!Array.isArray(list) || list.some((f) => typeof f !== 'function')) throw new ConfigError(`${where}: writeHooks.${coll}.${action} must be a list of functions`);
+    }
+  }
+  return { feeds: feeds as Record<string, FeedProfile>, writeHooks: hooks as WriteHooks };
+}
+
+/** Loads HAPTA_CONFIG_MODULE (if set) into the configuration: its feeds and write hooks replace the reference ones. */
+export async function withUserModule(cfg: HaptaConfig, cwd = process.cwd()): Promise<HaptaConfig> {
+  if (!cfg.configModule) return cfg;
+  const { pathToFileURL } = await import('node:url');
+  const { resolve } = await import('node:path');
+  const file = resolve(cwd, cfg.configModule);
+  let mod: unknown;
+  try {
+    mod = await import(pathToFileURL(file).href);
+  } catch (err) {
+    throw new ConfigError(`HAPTA_CONFIG_MODULE ${cfg.configModule}: cannot be loaded (${(err as Error).message})`);
+  }
+  const user = checkUserModule(mod, `HAPTA_CONFIG_MODULE ${cfg.configModule}`);
+  return { ...cfg, feeds: user.feeds, writeHooks: user.writeHooks };
+}
 
 function parseValue(opt: Option, raw: string): string | number | boolean {
   if (opt.env === 'NODE_ENV') return raw === 'production';

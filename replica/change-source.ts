@@ -36,6 +36,13 @@ export class ChangeSource {
     return this.session.json<{ instance: string; head: number }>('sync', 'GET', '/api/hapta-sync/head', undefined, signal);
   }
 
+  /** How many records a collection holds (for bootstrap progress): one counted page of one id. */
+  async countRecords(collectionId: string, signal?: AbortSignal): Promise<number> {
+    const res = await this.session.json<{ totalItems: number }>(
+      'bootstrap', 'GET', `/api/collections/${encodeURIComponent(collectionId)}/records?perPage=1&fields=id`, undefined, signal);
+    return typeof res.totalItems === 'number' ? res.totalItems : 0;
+  }
+
   /** One page of records through the records API, keyset-paged by id (concurrent writes never shift it). */
   async readPage(collectionId: string, afterId: string | null, limit: number, signal?: AbortSignal): Promise<Record<string, unknown>[]> {
     const q = new URLSearchParams({ perPage: String(limit), skipTotal: '1', sort: 'id' });

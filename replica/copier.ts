@@ -15,8 +15,37 @@ export interface CopyStats {
 
 const ROWID_PAGE = 20_000;
 
+/**
+ * Progress of a whole bootstrap, logged every few seconds: records copied of the total counted before
+ * the copy (writes during it make the total approximate), the rate, and the time left at that rate.
+ */
+export class CopyProgress {
+  private copied = 0;
+  private readonly started = Date.now();
+  private nextLog: number;
+
+  constructor(private readonly total: number, private readonly log: Logger, private readonly everyMs = 5000) {
+    this.nextLog = this.started + everyMs;
+  }
+
+  add(records: number, collection: string): void {
+    this.copied += records;
+    const now = Date.now();
+    if (now < this.nextLog) return;
+    this.nextLog = now + this.everyMs;
+    const perSecond = this.copied / Math.max(0.001, (now - this.started) / 1000);
+    const left = Math.max(0, this.total - this.copied);
+    this.log.info('bootstrap progress', {
+      collection, records: this.copied, total: this.total,
+      percent: this.total > 0 ? Math.min(100, Math.round((this.copied / this.total) * 1000) / 10) : null,
+      perSecond: Math.round(perSecond), secondsLeft: perSecond > 0 ? Math.round(left / perSecond) : null,
+    });
+  }
+}
+
 export async function copyCollection(
   store: ReplicaStore, source: ChangeSource, collection: PbCollection, pageSize: number, log: Logger, signal?: AbortSignal,
+  progress?: CopyProgress,
 ): Promise<CopyStats> {
   const started = Date.now();
   const build = store.createBuildTable(collection);
@@ -32,7 +61,8 @@ export async function copyCollection(
       if (full) pending = source.readPage(collection.id, String(items[items.length - 1].id), pageSize, signal);
       store.insertPage(build, collection, items);
       records += items.length;
-      if (Date.now() >= nextLog) {
+      progress?.add(items.length, collection.name);
+      if (!progress && Date.now() >= nextLog) {
         log.info('copying collection', { collection: collection.name, records, perSecond: Math.round(records / ((Date.now() - started) / 1000)) });
         nextLog = Date.now() + 5000;
       }

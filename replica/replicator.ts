@@ -6,7 +6,7 @@ import { existsSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Backoff } from '../lib/backoff.js';
 import type { ChangeSource, ChangesResponse } from './change-source.js';
-import { copyCollection } from './copier.js';
+import { copyCollection, CopyProgress } from './copier.js';
 import { Loop } from '../lib/lifecycle.js';
 import type { Logger } from '../lib/log.js';
 import { isReplicable, sameTableShape, tableSpec, type PbCollection } from './schema.js';
@@ -233,9 +233,13 @@ export class Replicator {
       let total = 0;
       // Two collections at a time: PocketBase answers one while the other's page is being written.
       const queue = await this.replicable();
+      const counts = await Promise.all(queue.map((c) => this.source.countRecords(c.id, signal)));
+      const expected = counts.reduce((a, b) => a + b, 0);
+      this.opts.log.info('bootstrap started', { collections: queue.length, records: expected });
+      const progress = new CopyProgress(expected, this.opts.log);
       const worker = async () => {
         for (let c = queue.shift(); c; c = queue.shift()) {
-          const stats = await copyCollection(store, this.source, c, this.opts.bootstrapPageSize, this.opts.log, signal);
+          const stats = await copyCollection(store, this.source, c, this.opts.bootstrapPageSize, this.opts.log, signal, progress);
           this.opts.onCopied?.({ collection: c.name, ...stats });
           total += stats.records;
         }

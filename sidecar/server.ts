@@ -1,13 +1,13 @@
 // The sidecar's entry point (the `sidecar` process of the Procfile): loads config.ts and the
 // environment, starts the service, and shuts down cleanly on SIGINT/SIGTERM.
-import { ConfigError, loadConfig } from '../config.js';
+import { ConfigError, loadConfig, withUserModule } from '../config.js';
 import { createLogger } from '../lib/log.js';
 import { createSidecar } from './app.js';
 
 async function main(): Promise<void> {
   let config;
   try {
-    config = loadConfig();
+    config = await withUserModule(loadConfig());
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`hapta: ${err.message}\n`);
