@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Purpose, Upstream } from '../../lib/upstream.js';
 import { ApiError, sendError } from '../errors.js';
-import { TOO_LARGE } from '../gate/body-limit.js';
+import { ClientGone, TOO_LARGE } from '../gate/body-limit.js';
 import type { IdentityOptions } from '../identity.js';
 import type { Authenticated, SessionManager } from '../sessions/manager.js';
 
@@ -124,7 +124,8 @@ export class Forwarder {
         ctx.set('Connection', 'close');
         return sendError(ctx, 413, TOO_LARGE);
       }
-      if (abort.signal.aborted) return;
+      // The client left (its body stream failed): nobody to answer.
+      if (abort.signal.aborted || err instanceof ClientGone) return;
       return sendError(ctx, 502, UNAVAILABLE);
     }
     ctx.status = res.statusCode;

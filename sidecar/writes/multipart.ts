@@ -5,8 +5,9 @@
 import busboy from 'busboy';
 import type { IncomingMessage } from 'node:http';
 import { randomBytes } from 'node:crypto';
+import { finished } from 'node:stream';
 import type { PbCollection } from '../../replica/schema.js';
-import { BodyTooLarge } from '../gate/body-limit.js';
+import { BodyTooLarge, ClientGone } from '../gate/body-limit.js';
 import { makeUpload, type Upload } from './uploads.js';
 
 export class MalformedBody extends Error {}
@@ -52,6 +53,8 @@ export function parseMultipart(req: IncomingMessage, opts: { limit: number; coll
     let seen = 0;
     let done = false;
     const pending: Promise<void>[] = [];
+    // Refused or gone: the rest of the body is discarded, the request is not destroyed (a 413 or 400 can
+    // still reach the client), and the parser, no longer fed, is left to the garbage collector.
     const fail = (err: Error) => {
       if (done) return;
       done = true;
@@ -59,11 +62,18 @@ export function parseMultipart(req: IncomingMessage, opts: { limit: number; coll
       req.resume();
       reject(err);
     };
+    // Every stream's errors are handled (finished() keeps its listeners after calling back): an aborted
+    // request or a cut multipart body ends this request, never the process.
+    finished(bb, (err) => {
+      if (err) fail(new MalformedBody('malformed multipart body'));
+    });
+    finished(req, (err) => {
+      if (err) fail(new ClientGone(err));
+    });
     req.on('data', (chunk: Buffer) => {
       seen += chunk.length;
       if (seen > opts.limit) fail(new BodyTooLarge());
     });
-    req.on('error', (e) => fail(e));
     bb.on('field', (name, value, info) => {
       if (info.valueTruncated || info.nameTruncated) return fail(new MalformedBody('field too long'));
       const list = text.get(name) ?? [];
@@ -71,6 +81,7 @@ export function parseMultipart(req: IncomingMessage, opts: { limit: number; coll
       text.set(name, list);
     });
     bb.on('file', (name, stream, info) => {
+      finished(stream, () => {}); // a part cut short errors its stream
       const target = opts.collection(name);
       if (!target) {
         stream.resume(); // PocketBase ignores files outside its file fields
@@ -99,7 +110,6 @@ export function parseMultipart(req: IncomingMessage, opts: { limit: number; coll
     bb.on('filesLimit', () => fail(new MalformedBody('too many files')));
     bb.on('fieldsLimit', () => fail(new MalformedBody('too many fields')));
     bb.on('partsLimit', () => fail(new MalformedBody('too many parts')));
-    bb.on('error', () => fail(new MalformedBody('malformed multipart body')));
     bb.on('close', () => {
       void Promise.all(pending).then(() => {
         if (done) return;
