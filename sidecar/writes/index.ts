@@ -18,8 +18,13 @@ import { forwardWrite, type ForwardDeps } from './forward.js';
 import { nullProto, runHooks, type WriteAction, type WriteHooks } from './hooks.js';
 import { encodeMultipart, fileFieldOf, MalformedBody, parseMultipart } from './multipart.js';
 import type { Upload } from './uploads.js';
-import { ruleFailure, ruleVerdict } from './rule-gate.js';
-import { validateWrite } from './validate.js';
+import { isUtf8 } from 'node:buffer';
+import { hasLoneSurrogate } from './cast.js';
+import { hasDuplicateKeys } from './fields.js';
+import type { Requester } from '../reads/request.js';
+import { firstValues, parseGoQuery } from '../reads/request.js';
+import { judgeRule, ruleFailure } from './rule-gate.js';
+import { goValue, prepareWrite, validatePrepared, type BodyEntry } from './validate.js';
 
 export type { WriteHooks, Hook, HookInput, HookResult } from './hooks.js';
 
@@ -71,10 +76,25 @@ export interface CheckResult {
   unsure?: boolean;
 }
 
-/** Hooks, then validation, of one write (shared by the records routes and the batch route). */
+const FORBIDDEN = 'Only superusers can perform this action.';
+
+/** A write's answer when it can be decided here: PocketBase's own error, or null (forward it). */
+interface Decision { error: ApiError; reason: string; readsReplica: boolean }
+
+/**
+ * Hooks, then PocketBase's checks in its order (apis/record_crud.go), as far as they can be decided
+ * here; shared by the records routes and the batch route:
+ * 1. a null rule: 403 for non-superusers, before anything else is looked at;
+ * 2. update/delete: the stored record (absent from the replica: PocketBase says whether it exists);
+ * 3. the collection rule (rule-gate.ts), before any field is validated: a failure is answered only when
+ *    it follows from the request alone, never from replicated data that may be older than PocketBase's;
+ * 4. field validation (validate.ts) once the rule passes: only errors the submitted values cause by
+ *    themselves (an update's value computed from the stored one goes to PocketBase).
+ * An answer that read replicated data waits, like a read, for the replica to hold the caller's own
+ * writes (the caller's watermark); if it cannot, the write goes to PocketBase.
+ */
 export async function checkWrite(opts: WriteRoutesOptions, store: ReplicaStore, ctx: Context, t: Target, body: Record<string, unknown>, uploads: Map<string, Upload[]>): Promise<CheckResult> {
   const auth = (ctx.state.auth as Authenticated | undefined) ?? null;
-  const superuser = auth?.session.collectionName === '_superusers';
   const failMessage = t.action === 'create' ? 'Failed to create record.' : t.action === 'update' ? 'Failed to update record.' : 'Failed to delete record.';
   const hooked = await runHooks(opts.hooks, { body: nullProto(body), requester: auth, collection: t.collection, action: t.action, recordId: t.recordId });
   if ('reject' in hooked) return { body, error: hookError(hooked.reject, failMessage), reason: 'hook' };
@@ -82,25 +102,94 @@ export async function checkWrite(opts: WriteRoutesOptions, store: ReplicaStore, 
   const changed = hooked.changed;
   // PocketBase tokens passed through: PocketBase knows who that is, we do not.
   if (ctx.state.passThroughAuth) return { body, changed };
-  const rule = t.action === 'create' ? t.collection.createRule : t.action === 'update' ? t.collection.updateRule : t.collection.deleteRule;
-  const current = t.action === 'create' ? null : store.record(t.collection.id, t.recordId!);
-  const verdict = ruleVerdict(rule, superuser, { authId: auth && !superuser ? auth.session.recordId : null, body, record: current });
-  // A rule that certainly fails is answered as PocketBase answers it. Only for creates: an update or
-  // delete rule reads the stored record, and the replica may not have its newest state yet, so
-  // PocketBase (the authority on rules) decides those.
-  if (verdict === 'fails' && t.action === 'create') {
-    const f = ruleFailure(t.action);
-    return { body, error: new ApiError(f.status, f.message), reason: 'rule' };
+  const first = decide(store, ctx, t, body, uploads, auth);
+  if (!first || first === 'unsure') return { body, changed, unsure: first === 'unsure' };
+  if (first.readsReplica) {
+    // what the replica says must include the caller's own writes: wait as a read would, then decide again
+    if (!(await readable(opts, ctx))) return { body, changed, unsure: true };
+    const again = decide(opts.replicator.store ?? store, ctx, t, body, uploads, auth);
+    if (!again || again === 'unsure') return { body, changed, unsure: again === 'unsure' };
+    return { body, error: again.error, reason: again.reason };
   }
-  if (t.action === 'delete' || verdict === 'superusers-only' || verdict === 'fails') return { body, changed };
-  if (t.action === 'update' && !current) return { body, changed };
-  const outcome = validateWrite({ collection: t.collection, action: t.action, body, uploads, current, superuser, relationExists: relationExists(store) });
-  if (outcome.kind === 'invalid') {
-    // The rule is checked first in PocketBase: only a rule known to pass lets us answer the errors.
-    if (verdict === 'unknown') return { body, changed, unsure: true };
-    return { body, error: validationError(outcome.message, outcome.data), reason: 'validation' };
+  return { body, error: first.error, reason: first.reason };
+}
+
+/** Whether the replica holds what this caller has written or read (consistency.ts); unknown is no. */
+async function readable(opts: WriteRoutesOptions, ctx: Context): Promise<boolean> {
+  const c = opts.consistency as { readable?: (ctx: Context) => Promise<boolean> } | undefined;
+  if (typeof c?.readable !== 'function') return true;
+  try {
+    return await c.readable(ctx);
+  } catch {
+    return false;
   }
-  return { body, changed };
+}
+
+/** PocketBase's answer when certain; null: a valid write (forward it); 'unsure': PocketBase's call. */
+function decide(store: ReplicaStore, ctx: Context, t: Target, body: Record<string, unknown>, uploads: Map<string, Upload[]>, auth: Authenticated | null): Decision | null | 'unsure' {
+  const superuser = auth?.session.collectionName === '_superusers';
+  const c = store.entry(t.collection.id)?.collection ?? t.collection;
+  const rule = t.action === 'create' ? c.createRule : t.action === 'update' ? c.updateRule : c.deleteRule;
+  if (!superuser && (rule === null || rule === undefined)) return { error: new ApiError(403, FORBIDDEN), reason: 'forbidden', readsReplica: false };
+  const current = t.action === 'create' ? null : store.record(c.id, t.recordId!);
+  if (t.action !== 'create' && !current) return 'unsure';
+  const prepared = t.action === 'delete' ? null : prepareWrite({
+    collection: c, action: t.action, body, uploads, current, superuser, relationExists: relationExists(store),
+  });
+  // validation first (it is cheaper), though PocketBase checks the rule first: a write whose fields are
+  // valid, or cannot be judged, is answered here only when its rule certainly fails
+  const outcome = prepared ? validatePrepared(prepared) : null;
+  const invalid = outcome?.kind === 'invalid';
+  // an update's stored record, a relation's targets: what the replica holds
+  let readsReplica = t.action === 'update' || (!!prepared && c.fields.some((f) => f.type === 'relation' && hasIds(prepared.record[f.name])));
+  if (!superuser && rule) {
+    const batch = ctx.path === '/api/batch';
+    const judgement = judgeRule({
+      store, collection: c, action: t.action, rule, requester: requesterOf(store, auth), batch,
+      method: t.action === 'create' ? 'POST' : t.action === 'update' ? 'PATCH' : 'DELETE',
+      query: batch ? {} : firstValues(parseGoQuery(ctx.querystring)), headers: {},
+      body: prepared ? prepared.body : batch ? rawBody(body) : requestHasBody(ctx) ? null : new Map(),
+      prepared: prepared ?? undefined, recordId: t.recordId,
+    }, !invalid);
+    if (judgement.verdict === 'fails' && judgement.certain) {
+      const f = ruleFailure(t.action);
+      return { error: new ApiError(f.status, f.message), reason: 'rule', readsReplica: false };
+    }
+    if (!invalid) return outcome?.kind === 'unsure' ? 'unsure' : null;
+    if (judgement.verdict !== 'passes') return 'unsure';
+    readsReplica ||= judgement.readsReplica;
+  }
+  if (!outcome || outcome.kind === 'ok') return null;
+  if (outcome.kind === 'unsure') return 'unsure';
+  return { error: validationError(outcome.message, outcome.data), reason: 'validation', readsReplica };
+}
+
+function hasIds(v: unknown): boolean {
+  return typeof v === 'string' ? v !== '' : Array.isArray(v) && v.length > 0;
+}
+
+/** A DELETE's body as `@request.body` holds it (no modifiers resolved, nothing dropped). */
+function rawBody(body: Record<string, unknown>): Map<string, BodyEntry> {
+  const out = new Map<string, BodyEntry>();
+  for (const [k, v] of Object.entries(body)) out.set(k, { value: goValue(v), pure: true });
+  return out;
+}
+
+/** The caller as rules see it: anonymous, or its auth record (from the replica; its ids from the session). */
+function requesterOf(store: ReplicaStore, auth: Authenticated | null): Requester {
+  if (!auth) return { kind: 'anonymous' };
+  const s = auth.session;
+  const record = store.entry(s.collectionId) ? store.record(s.collectionId, s.recordId) : null;
+  const requester: Requester = { kind: 'record', collectionId: s.collectionId, record: record ?? { id: s.recordId, collectionId: s.collectionId, collectionName: s.collectionName } };
+  // only the ids are known: other @request.auth fields are PocketBase's to resolve
+  if (!record) (requester as { partial?: boolean }).partial = true;
+  return requester;
+}
+
+/** A request that carries a body (a DELETE's becomes `@request.body`). */
+function requestHasBody(ctx: Context): boolean {
+  const len = ctx.get('content-length');
+  return (len !== '' && len !== '0') || ctx.get('transfer-encoding') !== '';
 }
 
 export function createWriteRoutes(opts: WriteRoutesOptions): Middleware {
@@ -179,7 +268,11 @@ function reject(ctx: Context, opts: WriteRoutesOptions, r: CheckResult): void {
   sendApiError(ctx, r.error!);
 }
 
-/** A JSON object body (empty: {}); null for anything else. Keys like __proto__ stay plain data. */
+/**
+ * A JSON object body (empty: {}); null for anything else, and for what Go's JSON decoder refuses though
+ * JSON.parse accepts it (PocketBase answers those 400 itself): invalid UTF-8, an unpaired surrogate
+ * escape, a repeated member name, a number beyond float64. Keys like __proto__ stay plain data.
+ */
 export function parseJsonObject(raw: Buffer): Record<string, unknown> | null {
   const text = raw.toString('utf8').trim();
   if (text === '') return Object.create(null);
@@ -190,5 +283,29 @@ export function parseJsonObject(raw: Buffer): Record<string, unknown> | null {
     return null;
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) return null;
+  if (!isUtf8(raw) || !goDecodable(parsed) || hasDuplicateKeys(text)) return null;
   return nullProto(parsed as Record<string, unknown>);
+}
+
+/** No number beyond float64, no unpaired surrogate, nesting within Go's limit (iterative: bodies may be deep). */
+function goDecodable(root: unknown): boolean {
+  const stack: Array<[unknown, number]> = [[root, 0]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) return false;
+    } else if (typeof v === 'string') {
+      if (hasLoneSurrogate(v)) return false;
+    } else if (v && typeof v === 'object') {
+      if (depth >= 10_000) return false;
+      if (Array.isArray(v)) for (const x of v) stack.push([x, depth + 1]);
+      else {
+        for (const [k, x] of Object.entries(v)) {
+          if (hasLoneSurrogate(k)) return false;
+          stack.push([x, depth + 1]);
+        }
+      }
+    }
+  }
+  return true;
 }
