@@ -1,9 +1,16 @@
 // Extra collections for the read-path differential tests: rules that use every construct the read path
 // supports (@request.auth relations and back-relations, @request.query/headers/method/context,
 // @collection joins with aliases, multi-match, modifiers, macros, strftime, geoDistance, manageRule),
-// seeded deterministically next to the reference schema.
+// seeded deterministically next to the reference schema; plus callers of every kind: more users, an
+// auth collection the replica holds (members), one it cannot hold (`9staff`: a name it does not
+// replicate) and a second superuser, with custom fields on _superusers (nick, level, buddy -> users).
 import { api } from './harness/dump.js';
-import { batch, makeId, rng, type Seeded } from './harness/seed.js';
+import { SUPERUSER } from './harness/pocketbase.js';
+import { batch, makeId, rng, USER_PASSWORD, type Seeded } from './harness/seed.js';
+import { authToken, type Identity, type ReadsEnv } from './reads-env.js';
+
+export const STAFF_COLLECTION = '9staff';
+export const SUPERUSER2 = { email: 'second-admin@example.com', password: 'second-admin-pass-1' };
 
 const USERS = '_pb_users_auth_';
 
@@ -77,4 +84,64 @@ export async function createExtraCollections(url: string, token: string, seeded:
       emailVisibility: i % 2 === 0, buddy: seeded.users[i % seeded.users.length].id } })), { chunk: 8 });
   await batch(url, token, Array.from({ length: 12 }, (_, i) => ({ method: 'POST' as const, url: '/api/collections/places/records',
     body: { name: `Place ${i}`, loc: { lon: i * 3 - 10, lat: i * 2 - 5 } } })));
+  await createCallerCollections(url, token, seeded);
+}
+
+/**
+ * `9staff` (auth, never replicated: its name starts with a digit), `boards` (rules on the caller's
+ * collection and ids only: answerable for every caller), `vaults` (a rule on @request.auth.tokenKey:
+ * only PocketBase can evaluate it), custom _superusers fields and a second superuser.
+ */
+async function createCallerCollections(url: string, token: string, seeded: Seeded): Promise<void> {
+  const post = (body: unknown) => api(url, '/api/collections', { method: 'POST', token, body });
+  await post({ id: 'pbc_staff0000001', name: STAFF_COLLECTION, type: 'auth', listRule: '', viewRule: 'id = @request.auth.id',
+    fields: [{ name: 'nick', type: 'text' }, { name: 'pet', type: 'relation', collectionId: USERS, maxSelect: 1 }],
+    passwordAuth: { enabled: true, identityFields: ['email'] } });
+  await batch(url, token, Array.from({ length: 3 }, (_, i) => ({ method: 'POST' as const, url: `/api/collections/${STAFF_COLLECTION}/records`,
+    body: { email: `staff${i}@example.com`, password: 'staff-pass-1', passwordConfirm: 'staff-pass-1', nick: `staff ${i}`,
+      emailVisibility: i === 0, verified: i !== 2, pet: seeded.users[i].id } })), { chunk: 3 });
+  await post({ id: 'pbc_boards000001', name: 'boards', type: 'base',
+    listRule: `owner = @request.auth.id || @request.auth.collectionName = "${STAFF_COLLECTION}" || (public = true && @request.auth.collectionId != "")`,
+    viewRule: `@request.auth.collectionId = "pbc_staff0000001" || owner = @request.auth.id || public = true`,
+    fields: [{ name: 'title', type: 'text' }, { name: 'owner', type: 'relation', collectionId: USERS, maxSelect: 1 },
+      { name: 'public', type: 'bool' }, { name: 'rank', type: 'number' }, { name: 'created', type: 'autodate', onCreate: true, onUpdate: false }] });
+  await post({ id: 'pbc_vaults000001', name: 'vaults', type: 'base', listRule: '@request.auth.id != "" && @request.auth.tokenKey != ""',
+    viewRule: 'owner = @request.auth.id', fields: [{ name: 'label', type: 'text' }, { name: 'owner', type: 'relation', collectionId: USERS, maxSelect: 1 }] });
+  const rand = rng(123);
+  await batch(url, token, Array.from({ length: 24 }, (_, i) => ({ method: 'POST' as const, url: '/api/collections/boards/records',
+    body: { title: `Board ${i % 7}`, owner: i % 6 === 5 ? '' : seeded.users[Math.floor(rand() * 4)].id, public: i % 3 === 0, rank: i % 4 } })));
+  await batch(url, token, Array.from({ length: 6 }, (_, i) => ({ method: 'POST' as const, url: '/api/collections/vaults/records',
+    body: { label: `Vault ${i}`, owner: seeded.users[i % 3].id } })));
+
+  // Custom fields on _superusers, the second superuser, and values for both.
+  const su = await api<{ fields: unknown[] }>(url, '/api/collections/_superusers', { token });
+  await api(url, '/api/collections/_superusers', { method: 'PATCH', token, body: { fields: [...su.fields,
+    { name: 'nick', type: 'text' }, { name: 'level', type: 'number' }, { name: 'buddy', type: 'relation', collectionId: USERS, maxSelect: 1 },
+    { name: 'notes', type: 'text', hidden: true }] } });
+  const me = await api<{ items: Array<{ id: string }> }>(url, `/api/collections/_superusers/records?filter=${encodeURIComponent(`email = "${SUPERUSER.email}"`)}`, { token });
+  await api(url, `/api/collections/_superusers/records/${me.items[0].id}`, { method: 'PATCH', token,
+    body: { nick: 'boss', level: 3, buddy: seeded.users[0].id, notes: 'first' } });
+  await api(url, '/api/collections/_superusers/records', { method: 'POST', token, body: {
+    email: SUPERUSER2.email, password: SUPERUSER2.password, passwordConfirm: SUPERUSER2.password, emailVisibility: true,
+    nick: 'Second', level: 0, buddy: seeded.users[1].id, notes: '' } });
+}
+
+/** Signs in the extra callers (through the sidecar and at PocketBase) and adds them to env.identities. */
+export async function addCallers(env: ReadsEnv): Promise<Identity[]> {
+  const both = async (name: string, collection: string, email: string, password: string): Promise<Identity> => {
+    const { token, id } = await authToken(env.pb.url, collection, email, password);
+    const { token: key } = await authToken(env.url, collection, email, password);
+    return { name, key, token, id };
+  };
+  const added = [
+    await both('user2', 'users', env.seeded.users[2].email, USER_PASSWORD),
+    await both('user3', 'users', env.seeded.users[3].email, USER_PASSWORD),
+    await both('member0', 'members', 'm0@example.com', 'member-pass-1'),
+    await both('member1', 'members', 'm1@example.com', 'member-pass-1'),
+    await both('staff0', STAFF_COLLECTION, 'staff0@example.com', 'staff-pass-1'),
+    await both('staff2', STAFF_COLLECTION, 'staff2@example.com', 'staff-pass-1'),
+    await both('superuser2', '_superusers', SUPERUSER2.email, SUPERUSER2.password),
+  ];
+  env.identities.push(...added);
+  return added;
 }

@@ -10,7 +10,15 @@ export interface CollectionInfo {
   c: PbCollection;
   spec: TableSpec;
   fields: Map<string, PbField>;
+  /** Fields the replica holds a column for (not password, tokenKey or names it cannot store). */
+  columns: Set<string>;
   isAuth: boolean;
+}
+
+/** The read path's view of one collection definition (also for collections the replica does not hold). */
+export function collectionInfo(c: PbCollection): CollectionInfo {
+  const spec = tableSpec(c);
+  return { c, spec, fields: new Map(c.fields.map((f) => [f.name, f])), columns: new Set(spec.columns.map((col) => col.name)), isAuth: c.type === 'auth' };
 }
 
 /** A snapshot of the catalog, rebuilt whenever the store's collection list changes. */
@@ -20,9 +28,7 @@ export class Catalog {
 
   constructor(readonly store: ReplicaStore, collections: PbCollection[]) {
     for (const c of collections) {
-      const info: CollectionInfo = {
-        c, spec: tableSpec(c), fields: new Map(c.fields.map((f) => [f.name, f])), isAuth: c.type === 'auth',
-      };
+      const info = collectionInfo(c);
       this.byId.set(c.id, info);
       this.byLowerName.set(c.name.toLowerCase(), info);
     }

@@ -2,9 +2,12 @@
 // `:excerpt(max, withEllipsis)` modifier, tokenized the way tools/tokenizer does (quotes and
 // parentheses keep separators). Applied to each item of a list or to the single viewed record.
 import { excerpt } from './excerpt.js';
-import { Unsupported } from './errors.js';
 
-export type Modifier = { max: number; ellipsis: boolean } | null;
+/**
+ * `:excerpt(max, withEllipsis)`. `overflow`: max is so large that PocketBase's `max+2` wraps around
+ * (int64), which makes every string excerpt empty.
+ */
+export type Modifier = { max: number; ellipsis: boolean; overflow: boolean } | null;
 
 const WS = '\t\n\v\f\r \u0085\u00a0';
 
@@ -47,23 +50,93 @@ function tokenize(s: string, seps: string, ignoreParens: boolean): string[] | nu
   return out;
 }
 
-/** cast.ToInt of a string: strconv.ParseInt(s, 0, 0) after trimming a zero decimal part; 0 on error. */
-function castToInt(s: string): number {
+/**
+ * cast.ToInt of a string (spf13/cast 1.9+): a plain decimal keeps its integer part ("1.5" -> "1",
+ * ".5" -> "0"), then strconv.ParseInt(s, 0, 64) (sign, 0b/0o/0x/0 prefixes, Go's underscore rules);
+ * any error gives 0.
+ */
+export function castToInt(s: string): bigint {
+  if (s === '') return 0n;
   let t = s;
-  const m = /^(.*)\.0+$/.exec(t);
-  if (m && m[1] !== '') t = m[1];
-  const neg = t.startsWith('-');
-  const body = t.replace(/^[+-]/, '');
-  let n: number;
-  if (/^0[xX][0-9a-fA-F]+$/.test(body)) n = parseInt(body.slice(2), 16);
-  else if (/^0[bB][01]+$/.test(body)) n = parseInt(body.slice(2), 2);
-  else if (/^0[oO][0-7]+$/.test(body)) n = parseInt(body.slice(2), 8);
-  else if (/^0[0-7]+$/.test(body)) n = parseInt(body.slice(1), 8);
-  else if (/^[0-9]+$/.test(body)) n = Number(body);
-  else if (body.includes('_')) throw new Unsupported('fields_int_syntax');
-  else return 0;
-  if (!Number.isSafeInteger(n)) throw new Unsupported('fields_int_range');
-  return neg ? -n : n;
+  if (t.includes('.')) {
+    const m = /^([-+]?[0-9]*)(\.[0-9]*)?$/.exec(t);
+    if (m) t = m[1] === '' ? '0' : m[1] === '-' || m[1] === '+' ? m[1] + '0' : m[1];
+  }
+  return goParseInt0(t) ?? 0n;
+}
+
+const INT64_MAX = (1n << 63n) - 1n;
+const UINT64_MAX = (1n << 64n) - 1n;
+/** Go's lower(c) on one byte: c | 0x20. */
+const lowerByte = (c: string) => String.fromCharCode(c.charCodeAt(0) | 0x20);
+
+/** strconv.ParseInt(s, 0, 64); null on a syntax or range error. */
+function goParseInt0(s0: string): bigint | null {
+  if (s0 === '') return null;
+  let s = s0;
+  let neg = false;
+  if (s[0] === '+') s = s.slice(1);
+  else if (s[0] === '-') { neg = true; s = s.slice(1); }
+  const u = goParseUint0(s);
+  if (u === null) return null;
+  if (!neg && u > INT64_MAX) return null;
+  if (neg && u > INT64_MAX + 1n) return null;
+  return neg ? -u : u;
+}
+
+/** strconv.ParseUint(s, 0, 64). */
+function goParseUint0(s0: string): bigint | null {
+  if (s0 === '') return null;
+  let s = s0;
+  let base = 10n;
+  if (s[0] === '0') {
+    const p = s.length >= 3 ? lowerByte(s[1]) : '';
+    if (p === 'b') { base = 2n; s = s.slice(2); }
+    else if (p === 'o') { base = 8n; s = s.slice(2); }
+    else if (p === 'x') { base = 16n; s = s.slice(2); }
+    else { base = 8n; s = s.slice(1); }
+  }
+  let n = 0n;
+  let underscores = false;
+  for (const ch of s) {
+    const c = ch.charCodeAt(0);
+    let d: number;
+    if (ch === '_') { underscores = true; continue; }
+    if (c >= 48 && c <= 57) d = c - 48;
+    else if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122)) d = (c | 0x20) - 87;
+    else return null;
+    if (BigInt(d) >= base) return null;
+    n = n * base + BigInt(d);
+    if (n > UINT64_MAX) return null;
+  }
+  if (underscores && !underscoreOK(s0)) return null;
+  return n;
+}
+
+/** strconv's underscoreOK: underscores only between digits (or right after a base prefix). */
+function underscoreOK(s0: string): boolean {
+  let s = s0;
+  let saw = '^';
+  let i = 0;
+  if (s.length >= 1 && (s[0] === '-' || s[0] === '+')) s = s.slice(1);
+  let hex = false;
+  if (s.length >= 2 && s[0] === '0' && 'box'.includes(lowerByte(s[1]))) {
+    i = 2;
+    saw = '0';
+    hex = lowerByte(s[1]) === 'x';
+  }
+  for (; i < s.length; i++) {
+    const c = s[i];
+    if ((c >= '0' && c <= '9') || (hex && lowerByte(c) >= 'a' && lowerByte(c) <= 'f')) { saw = '0'; continue; }
+    if (c === '_') {
+      if (saw !== '0') return false;
+      saw = '_';
+      continue;
+    }
+    if (saw === '_') return false;
+    saw = '!';
+  }
+  return saw !== '_';
 }
 
 /** Parsed fields; throws FieldsError where PocketBase's picker fails. */
@@ -83,9 +156,10 @@ export function parseFields(raw: string): Map<string, Modifier> {
     const args = parts.slice(1);
     if (args.length === 0 || args.length > 2) throw new FieldsError('excerpt arguments');
     const max = castToInt(args[0]);
-    if (max <= 0) throw new FieldsError('excerpt max');
+    if (max <= 0n) throw new FieldsError('excerpt max');
     const ellipsis = args.length > 1 && ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(args[1]);
-    out.set(t.slice(0, colon), { max, ellipsis });
+    // Beyond 2^53 no text is longer than max; at 2^63-2 and up, PocketBase's max+2 overflows.
+    out.set(t.slice(0, colon), { max: Number(max > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : max), ellipsis, overflow: max > INT64_MAX - 2n });
   }
   return out;
 }
@@ -127,7 +201,7 @@ function pickMap(data: Record<string, unknown>, fields: Map<string, Modifier>): 
       nested.set(remains, m);
     }
     if (whole) {
-      if (whole.m) data[k] = excerpt(data[k], whole.m.max, whole.m.ellipsis);
+      if (whole.m) data[k] = whole.m.overflow ? (typeof data[k] === 'string' ? '' : data[k]) : excerpt(data[k], whole.m.max, whole.m.ellipsis);
       continue;
     }
     pick(data[k], nested);

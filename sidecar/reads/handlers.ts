@@ -81,7 +81,8 @@ export function list(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo
   const nodes = res.rows.map((row) => node(coll, row));
   enrich(store, catalog, nodes, info);
   const fields = fieldsOf(info);
-  if (fields === 'error') throw new FieldsError('fields');
+  // PocketBase's picker fails while writing the answer: its generic 400, whatever the records.
+  if (fields === 'error') throw new ResolveError('invalid fields parameter');
   const tail = `,"page":${numberJson(res.page)},"perPage":${numberJson(res.perPage)},"totalItems":${res.totalItems},"totalPages":${res.totalPages}}`;
   if (!fields) return { status: 200, body: `{"items":[${nodes.map(recordJson).join(',')}]${tail}`, empty: nodes.length === 0 };
   const items = nodes.map(recordPlain);
@@ -105,7 +106,8 @@ export function view(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo
   const n = node(coll, rows[0]);
   enrich(store, catalog, [n], info);
   const fields = fieldsOf(info);
-  if (fields === 'error') throw new FieldsError('fields');
+  // PocketBase's picker fails while writing the answer: its generic 400, whatever the records.
+  if (fields === 'error') throw new ResolveError('invalid fields parameter');
   if (!fields) return { status: 200, body: recordJson(n) };
   const plain = recordPlain(n);
   pick(plain, fields);

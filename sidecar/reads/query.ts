@@ -14,6 +14,7 @@ import { buildFilter, parseRule } from './filter-sql.js';
 import type { RequestInfo } from './request.js';
 import { FieldResolver, type BuildContext } from './resolver.js';
 import { col, ParamBag, q, SelectParts } from './sql.js';
+import { replicaIndexes } from '../../replica/indexes.js';
 
 export type Row = Record<string, unknown>;
 
@@ -185,12 +186,14 @@ export function listRecords(store: ReplicaStore, catalog: Catalog, coll: Collect
     parts.orderBy.push(`${res.id} ${s.direction}`);
   }
   r.updateQuery(parts);
-  // Without a sort PocketBase returns SQLite's natural (rowid) order; make it explicit. Ties are undefined
-  // in PocketBase, but its usual plan for a sort on an indexed column walks that index (ties in rowid
-  // order along the walk), so break ties the same way to keep pages identical in the common case.
-  const order = [...parts.orderBy, `${col(coll.spec.table, ROWID)} ${tieDirection(coll, p.sort)}`];
   const offset = goIntMul(p.perPage, p.page - 1);
-  const itemsSql = `${parts.select(`${q(coll.spec.table)}.*`)} ORDER BY ${order.join(', ')} LIMIT ${p.perPage} OFFSET ${offset}`;
+  // PocketBase leaves the order of rows without a sort, and of ties, to SQLite's plan: rows come in the
+  // order of the plan's outer loop. Mirror that plan (see arrivalOrder); where it cannot be mirrored,
+  // rowid order, with ties walked the way an index on the sort column would be.
+  const pbShape = `${parts.select(`${q(coll.spec.table)}.*`)}${parts.orderBy.length ? ` ORDER BY ${parts.orderBy.join(', ')}` : ''} LIMIT ${p.perPage} OFFSET ${offset}`;
+  const arrival = random || totalOrder(coll, p.sort) ? null : arrivalOrder(store, catalog, coll, parts, pbShape, ctx);
+  const order = [...parts.orderBy, ...(arrival ?? [`${col(coll.spec.table, ROWID)} ${tieDirection(coll, p.sort)}`])];
+  const itemsSql = `${parts.select(`${q(coll.spec.table)}.*`)}${order.length ? ` ORDER BY ${order.join(', ')}` : ''} LIMIT ${p.perPage} OFFSET ${offset}`;
   const rows = run<Row[]>(store, itemsSql, ctx.bag, 'all', !random);
   let totalItems = -1;
   let totalPages = -1;
@@ -202,6 +205,143 @@ export function listRecords(store: ReplicaStore, catalog: Catalog, coll: Collect
     totalPages = Math.ceil(totalItems / p.perPage);
   }
   return { rows, page: p.page, perPage: p.perPage, totalItems, totalPages };
+}
+
+/** A sort that already orders every row (it names the id or the rowid): no plan to mirror. */
+function totalOrder(coll: CollectionInfo, sort: SortItem[]): boolean {
+  return sort.some((s) => s.kind === 'rowid' || (s.kind === 'field' && s.field.name === 'id'));
+}
+
+interface PlanRow { id: number; parent: number; detail: string }
+/** Per catalog: a new one comes with every schema change, and with it new planner statistics. */
+const plans = new WeakMap<Catalog, Lru<string, PlanRow[] | null>>();
+
+/**
+ * EXPLAIN QUERY PLAN of a statement with its values (both SQLites are built with STAT4: a plan may
+ * depend on the values bound).
+ */
+function planOf(store: ReplicaStore, catalog: Catalog, sql: string, bag: ParamBag): PlanRow[] | null {
+  let cache = plans.get(catalog);
+  if (!cache) plans.set(catalog, (cache = new Lru(4000)));
+  const bindings = bag.bindingsFor(sql);
+  const key = sql + '\u0000' + JSON.stringify(bindings, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v));
+  const hit = cache.get(key);
+  if (hit !== undefined) return hit;
+  let plan: PlanRow[] | null = null;
+  try {
+    plan = store.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(bindings) as PlanRow[];
+  } catch {
+    plan = null;
+  }
+  cache.set(key, plan);
+  return plan;
+}
+
+const indexColumns = new WeakMap<ReplicaStore, Map<string, string[]>>();
+
+/** Key columns of a replica index, in order. */
+function keysOf(store: ReplicaStore, index: string): string[] {
+  let cache = indexColumns.get(store);
+  if (!cache) indexColumns.set(store, (cache = new Map()));
+  let keys = cache.get(index);
+  if (!keys) {
+    const rows = store.db.prepare(`PRAGMA index_xinfo(${q(index)})`).all() as Array<{ name: string | null; key: number }>;
+    cache.set(index, (keys = rows.filter((x) => x.key === 1).map((x) => x.name ?? '')));
+  }
+  return keys;
+}
+
+const UNIQUE_INDEX = /^\s*CREATE\s+UNIQUE\s+INDEX/i;
+
+/**
+ * PocketBase indexes the replica does not hold as they are (unique ones become plain, partial and
+ * expression ones are skipped): PocketBase's planner may choose them where the replica's cannot.
+ * Returns the columns they name.
+ */
+const differing = new WeakMap<CollectionInfo, { columns: Set<string>; unique: boolean }>();
+function differingIndexColumns(c: CollectionInfo): { columns: Set<string>; unique: boolean } {
+  const known = differing.get(c);
+  if (known) return known;
+  const columns = new Set<string>();
+  let unique = false;
+  for (const def of c.c.indexes ?? []) {
+    const isUnique = UNIQUE_INDEX.test(def);
+    if (!isUnique && replicaIndexes(c.spec, [def]).length > 0) continue;
+    unique ||= isUnique;
+    const body = /\((.*)\)/s.exec(def)?.[1] ?? '';
+    for (const m of body.matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)) if (c.fields.has(m[0])) columns.add(m[0]);
+  }
+  const out = { columns, unique };
+  differing.set(c, out);
+  return out;
+}
+
+/**
+ * The order SQLite gives PocketBase's list query where the sort leaves it open (no sort, or ties): the
+ * order in which the plan's outer loop visits the base table, kept by the stable sorter of an ORDER BY.
+ * The replica holds PocketBase's rowids, its id index and its plain indexes (each ending in the rowid)
+ * and runs the same SQLite, so the replica's plan of PocketBase's statement is PocketBase's plan as long
+ * as both planners see the same choices. When that plan walks an index of the base table (the id index
+ * DISTINCT scans use, or an index a filter or the sort uses, forwards or backwards), running
+ * PocketBase's statement as it is gives PocketBase's order: `[]`. When it scans the table, the scan is
+ * in PocketBase's rowid order: the rowid. Null (rowid order as a guess) where the planners may differ:
+ * PocketBase has a unique, partial or expression index the statement could use, the requester's auth row
+ * is a derived table, another table is the outer loop, or the plan is one this does not read.
+ */
+function arrivalOrder(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo, parts: SelectParts, sql: string, ctx: BuildContext): string[] | null {
+  if (ctx.authSource?.single) return null;
+  const table = coll.spec.table;
+  const aliases = new Map<string, CollectionInfo>([[table, coll]]);
+  for (const j of parts.joins) {
+    const m = /^"((?:[^"]|"")+)"$/.exec(j.table);
+    const c = m ? catalog.find(m[1].replace(/""/g, '"')) : null;
+    if (c) aliases.set(j.alias, c);
+  }
+  for (const [alias, c] of aliases) {
+    const diff = differingIndexColumns(c);
+    if (alias === table && diff.unique && parts.distinct) return null;
+    for (const name of diff.columns) if (sql.includes(col(alias, name))) return null;
+  }
+  const rows = planOf(store, catalog, sql, ctx.bag);
+  if (!rows) return null;
+  const top = rows.filter((x) => x.parent === 0);
+  const first = top.findIndex((x) => /^(SCAN|SEARCH|MULTI-INDEX OR)/.test(x.detail));
+  if (first === -1 || top.slice(0, first).some((x) => !/^BLOOM FILTER /.test(x.detail))) return null;
+  const ours = (index: string | undefined) => index === undefined || index === `sqlite_autoindex_${table}_1` || index.startsWith(`_hapta_ix_${table}__`) || index === `${table}__pb_rowid`;
+  const loop = (detail: string) => /^(?:SCAN|SEARCH) (\S+)(?: USING (?:COVERING )?INDEX (\S+))?(?: \((.*)\))?(?: LEFT-JOIN)?$/.exec(detail);
+
+  // A union of index searches on the base table: visited search by search, as PocketBase does.
+  if (top[first].detail === 'MULTI-INDEX OR') {
+    const under = (id: number): PlanRow[] => rows.filter((x) => x.parent === id).flatMap((x) => [x, ...under(x.id)]);
+    const searches = under(top[first].id).filter((x) => /^(SCAN|SEARCH) /.test(x.detail)).map((x) => loop(x.detail));
+    return searches.length > 0 && searches.every((m) => m && m[1] === table && m[2] !== undefined && m[2] !== `${table}__pb_rowid` && ours(m[2])) ? [] : null;
+  }
+  const m = loop(top[first].detail);
+  if (!m) return null;
+  if (m[1] === table) {
+    // A scan of the table is in PocketBase's rowid order; an index walk is the same walk there.
+    if (!m[2] || m[2] === `${table}__pb_rowid`) return [`${col(table, ROWID)} ASC`];
+    return ours(m[2]) ? [] : null;
+  }
+  // The target of a single relation scanned first (a filter on it made the join an inner one), then the
+  // base table's rows of each target, found by an index that the relation column (and the rowid) ends.
+  const outer = aliases.get(m[1]);
+  const join = parts.joins.find((j) => j.alias === m[1]);
+  const rel = join?.on && new RegExp(`^${escapeRe(col(m[1], 'id'))} = "${escapeRe(table)}"\\."([^"]+)"$`).exec(join.on);
+  const sorter = top.some((x) => /^USE TEMP B-TREE FOR (ORDER BY|RIGHT PART OF ORDER BY|LAST (\d+ TERMS|TERM) OF ORDER BY)$/.test(x.detail));
+  const next = top.findIndex((x, i) => i > first && /^(SCAN|SEARCH) /.test(x.detail));
+  if (!outer || !rel || m[2] || next === -1 || (parts.orderBy.length > 0 && !sorter)) return null;
+  if (top.slice(first + 1, next).some((x) => !/^BLOOM FILTER /.test(x.detail))) return null;
+  const inner = loop(top[next].detail);
+  if (!inner || inner[1] !== table || !inner[2] || !inner[2].startsWith(`_hapta_ix_${table}__`)) return null;
+  const keys = keysOf(store, inner[2]);
+  const fixed = (inner[3] ?? '').split(' AND ').map((c) => /^(\w+)=\?$/.exec(c)?.[1]);
+  if (keys[keys.length - 1] !== ROWID || keys.length - 1 !== fixed.length || !fixed.every((c, i) => c === keys[i]) || !fixed.includes(rel[1])) return null;
+  return [`${col(m[1], ROWID)} ASC`, `${col(table, ROWID)} ASC`];
+}
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 function tieDirection(coll: CollectionInfo, sort: SortItem[]): 'ASC' | 'DESC' {

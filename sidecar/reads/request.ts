@@ -2,16 +2,25 @@
 // net/url and PocketBase do it (first value of each query parameter and header, header names snake_cased),
 // plus the few Go conversions (strconv.Atoi/ParseBool/ParseFloat, cast.ToString) the read path relies on.
 import type { IncomingMessage } from 'node:http';
+import type { PbCollection } from '../../replica/schema.js';
 import { Unsupported } from './errors.js';
 
+/**
+ * Who is asking. `record` is the auth record as PocketBase exports it to itself (every field but password
+ * and tokenKey). For an auth collection the replica does not hold (`_superusers`, unless system
+ * collections are replicated), `collection` is its definition and `version` changes whenever the record
+ * or the definition does; `partial` marks a record of which only the ids are known.
+ */
 export type Requester =
   | { kind: 'anonymous' }
-  | { kind: 'superuser'; record: Record<string, unknown> }
-  | { kind: 'record'; collectionId: string; record: Record<string, unknown> };
+  | { kind: 'superuser'; record: Record<string, unknown>; collection?: PbCollection; version?: string; partial?: boolean }
+  | { kind: 'record'; collectionId: string; record: Record<string, unknown>; collection?: PbCollection; version?: string; partial?: boolean };
 
 /** Who is asking, as a short key: the same caller gets the same key (cache and snapshot owners). */
 export function requesterKey(r: Requester): string {
-  return r.kind === 'anonymous' ? 'a' : r.kind === 'superuser' ? `s:${String(r.record.id)}` : `r:${r.collectionId}:${String(r.record.id)}`;
+  if (r.kind === 'anonymous') return 'a';
+  const v = r.version ? `:${r.version}` : r.partial ? ':?' : '';
+  return r.kind === 'superuser' ? `s:${String(r.record.id)}${v}` : `r:${r.collectionId}:${String(r.record.id)}${v}`;
 }
 
 export interface RequestInfo {

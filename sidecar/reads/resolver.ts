@@ -2,9 +2,9 @@
 // field name of a filter, sort or rule into a SQL operand, registering the LEFT JOINs, multi-match
 // subqueries and list-rule joins PocketBase would. Every identifier comes from the catalog; values are
 // bound parameters. Join aliases follow PocketBase's so shared paths share joins exactly as they do there.
-import type { PbField } from '../../replica/schema.js';
+import { encodeRecord, type PbField } from '../../replica/schema.js';
 import type { Catalog, CollectionInfo } from './catalog.js';
-import { hasSingleColumnUniqueIndex, isMultiValuer, isMultiple } from './catalog.js';
+import { collectionInfo, hasSingleColumnUniqueIndex, isMultiValuer, isMultiple } from './catalog.js';
 import { ResolveError, Unsupported } from './errors.js';
 import { goParseFloat, type RequestInfo } from './request.js';
 import { col, jsonArrayLength, jsonEach, jsonExtract, q, type Join, type ParamBag, type Params, type SelectParts } from './sql.js';
@@ -35,7 +35,21 @@ export interface BuildContext {
   info: RequestInfo;
   /** Builds a rule/filter text against a resolver (filter-sql.ts; injected to avoid an import cycle). */
   buildRule(text: string, r: FieldResolver): string;
+  /** The requester's auth table, once a field needs it (see FieldResolver.authSource). */
+  authSource?: AuthSource;
 }
+
+/** What `@request.auth.<field>` joins: the auth collection's table, or a one-row table of the requester. */
+export interface AuthSource {
+  info: CollectionInfo;
+  /** SQL of the joined table: a replica table, or `(SELECT ... )` holding the requester's record. */
+  table: string;
+  /** The requester's own record only: relation paths cannot come back into this collection through it. */
+  single: boolean;
+}
+
+/** Definitions of collections the replica does not hold, per definition object. */
+const foreignInfos = new WeakMap<object, CollectionInfo>();
 
 const ALLOWED = [
   /^\w+[\w.:]*$/, /^@request\.context$/, /^@request\.method$/, /^@request\.auth\.[\w.:]*\w+$/,
@@ -43,6 +57,8 @@ const ALLOWED = [
   /^@collection\.\w+(:\w+)?\.[\w.:]*\w+$/,
 ];
 const PLAIN_AUTH = new Set(['id', 'collectionId', 'collectionName', 'email', 'emailVisibility', 'verified'].map((f) => '@request.auth.' + f));
+/** Plain auth fields a session knows without its record. */
+const SESSION_AUTH = new Set(['id', 'collectionId', 'collectionName'].map((f) => '@request.auth.' + f));
 const MODIFIERS = new Set(['isset', 'each', 'length', 'lower', 'changed']);
 const MAX_NESTED_RELS = 6;
 const VIA = /^(\w+)_via_(\w+)$/;
@@ -124,9 +140,40 @@ export class FieldResolver {
   staticAuth(): Record<string, unknown> | null {
     const rq = this.ctx.info.requester;
     if (rq.kind === 'anonymous') return null;
-    const coll = rq.kind === 'superuser' ? { id: '_pbc_2773867675', name: '_superusers' } : this.ctx.catalog.byCollectionId(rq.collectionId)?.c;
+    const coll = rq.collection ?? this.ctx.catalog.byCollectionId(authCollectionId(rq))?.c;
     return { ...rq.record, collectionId: rq.record.collectionId ?? coll?.id, collectionName: rq.record.collectionName ?? coll?.name };
   }
+
+  /**
+   * The table `@request.auth.<field>` joins (as PocketBase joins the requester's auth collection on its
+   * id): the replica's table when it holds the collection; otherwise a one-row table built from the
+   * requester's record and its collection's definition (exactly the row PocketBase's join finds, minus
+   * password and tokenKey, which resolve as not replicated). Unknown record or definition: Unsupported.
+   */
+  authSource(): AuthSource {
+    const ctx = this.ctx;
+    if (ctx.authSource) return ctx.authSource;
+    const rq = ctx.info.requester;
+    if (rq.kind === 'anonymous') throw new Error('no requester');
+    const replicated = ctx.catalog.byCollectionId(authCollectionId(rq));
+    if (replicated) return (ctx.authSource = { info: replicated, table: q(columnify(replicated.c.name)), single: false });
+    if (!rq.collection || rq.partial) throw new Unsupported(rq.kind === 'superuser' ? 'superuser_record_unavailable' : 'auth_record_not_replicated');
+    let info = foreignInfos.get(rq.collection);
+    if (!info) foreignInfos.set(rq.collection, (info = collectionInfo(rq.collection)));
+    const values = encodeRecord(info.spec, rq.record, 0);
+    // CAST gives each column the affinity of the replica's column of that type, so comparisons coerce alike.
+    const cols = info.spec.columns.map((c, i) => `CAST(@${ctx.bag.add(values[i])} AS ${c.sqlType}) AS ${q(c.name)}`);
+    return (ctx.authSource = { info, table: `(SELECT ${cols.join(', ')})`, single: true });
+  }
+}
+
+function authCollectionId(rq: Exclude<RequestInfo['requester'], { kind: 'anonymous' }>): string {
+  return rq.kind === 'record' ? rq.collectionId : String(rq.record.collectionId ?? rq.collection?.id ?? '');
+}
+
+/** A field the replica has no column for (password, tokenKey): only PocketBase can compare it. */
+function needColumn(collection: CollectionInfo, field: PbField): void {
+  if (!collection.columns.has(field.name)) throw new Unsupported('field_not_replicated');
 }
 
 class Runner {
@@ -137,6 +184,8 @@ class Runner {
   private withMM = false;
   private mm: MultiMatch;
   private mmAlias: string;
+  /** The one-row requester table joined by @request.auth.*: the first prop resolves against it. */
+  private pinned: CollectionInfo | null = null;
   private readonly bag: ParamBag;
 
   constructor(private readonly r: FieldResolver, private readonly fieldName: string) {
@@ -189,16 +238,19 @@ class Runner {
   private authField(): Resolved {
     const rq = this.r.ctx.info.requester;
     if (rq.kind === 'anonymous') return this.result('NULL');
-    if (PLAIN_AUTH.has(this.fieldName)) return this.staticField(this.props.slice(1));
-    if (rq.kind === 'superuser') throw new Unsupported('superuser_auth_join');
-    const c = this.r.ctx.catalog.byCollectionId(rq.collectionId);
-    if (!c) throw new Unsupported('auth_collection_not_replicated');
+    if (PLAIN_AUTH.has(this.fieldName)) {
+      if (rq.partial && !SESSION_AUTH.has(this.fieldName)) throw new Unsupported('auth_record_not_replicated');
+      return this.staticField(this.props.slice(1));
+    }
+    const source = this.r.authSource();
+    const c = source.info;
     const authId = String(rq.record.id ?? '');
     this.activeCollection = c.c.name;
     this.activeAlias = '__auth_' + columnify(c.c.name) + this.r.suffix;
-    this.r.registerJoin(q(columnify(c.c.name)), this.activeAlias, `${col(this.activeAlias, 'id')} = @${this.bag.add(authId)}`, c);
+    this.r.registerJoin(source.table, this.activeAlias, `${col(this.activeAlias, 'id')} = @${this.bag.add(authId)}`, c);
     this.mmAlias = '__mm_' + this.activeAlias;
-    this.mm.joins.push({ table: q(columnify(c.c.name)), alias: this.mmAlias, on: `${col(this.mmAlias, 'id')} = @${this.bag.add(authId)}` });
+    this.mm.joins.push({ table: source.table, alias: this.mmAlias, on: `${col(this.mmAlias, 'id')} = @${this.bag.add(authId)}` });
+    if (source.single) this.pinned = c;
     this.props = this.props.slice(2);
     return this.activeProps();
   }
@@ -261,11 +313,14 @@ class Runner {
     const total = this.props.length;
     for (let i = 0; i < total; i++) {
       const prop = this.props[i];
-      const collection = this.r.loadCollection(this.activeCollection);
+      const collection = i === 0 && this.pinned ? this.pinned : this.r.loadCollection(this.activeCollection);
       if (i === total - 1) return this.finalize(collection, prop);
       const field = collection.fields.get(prop);
       if (field && field.hidden && !this.r.allowHidden) throw new ResolveError(`non-filterable field ${prop}`);
-      if (field && (field.type === 'json' || field.type === 'geoPoint')) return this.jsonPath(field, i);
+      if (field && (field.type === 'json' || field.type === 'geoPoint')) {
+        needColumn(collection, field);
+        return this.jsonPath(field, i);
+      }
       if (i >= MAX_NESTED_RELS) throw new ResolveError(`max nested relations reached for field ${prop}`);
       if (!field) {
         const done = this.backRelation(collection, prop);
@@ -276,6 +331,7 @@ class Runner {
       const rel = this.r.loadCollection(String(field.collectionId ?? ''));
       const multiple = isMultiple(field);
       if (!multiple && i === total - 2 && this.props[i + 1] === 'id') return this.finalize(collection, field.name);
+      needColumn(collection, field);
       this.directRelation(field, rel, multiple);
     }
     throw new ResolveError(`failed to resolve field ${this.fieldName}`);
@@ -309,6 +365,7 @@ class Runner {
     if (backField.type !== 'relation') return missing(`invalid back relation field ${m[2]}`);
     if (backField.hidden && !this.r.allowHidden) throw new ResolveError(`non-filterable back relation field ${m[2]}`);
     if (backField.collectionId !== collection.c.id) return missing(`invalid collection reference of ${m[2]}`);
+    needColumn(back, backField);
 
     const cleanProp = columnify(prop);
     const cleanBack = columnify(backField.name);
@@ -374,6 +431,7 @@ class Runner {
       throw new ResolveError(`unknown field ${name}`);
     }
     if (field.hidden && !this.r.allowHidden) throw new ResolveError(`non-filterable field ${name}`);
+    needColumn(collection, field);
     const clean = columnify(field.name);
     const multiValuer = isMultiValuer(field);
 

@@ -149,7 +149,6 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
     if (!answer) try {
       const query = firstValues(parseGoQuery(ctx.querystring));
       const info: RequestInfo = { context: 'default', method: 'GET', query, headers: requestHeaders(ctx.req), requester };
-      if (requester.kind === 'record' && !store.entry(requester.collectionId)) throw new Unsupported('auth_collection_not_replicated');
       const catalog = catalogOf(store);
       if (catalog !== lastCatalog) { invalidateResults(); lastCatalog = catalog; }
       const coll = catalog.find(collName);

@@ -9,6 +9,7 @@ import { KeySigner, isSafeClaimValue, tokenFromHeader } from './token.js';
 import { Lru } from '../lru.js';
 import { SecretBox } from './secret-box.js';
 import type { SessionStore, StoredSession } from './store.js';
+import type { PbCollection } from '../../replica/schema.js';
 
 export interface SessionOptions {
   graceMs: number;
@@ -21,6 +22,14 @@ export interface Authenticated {
   session: StoredSession;
   /** The key presented was the current one (false: retired, inside its grace window). */
   current: boolean;
+  /** Superuser sessions: their own record and collection as PocketBase shows them now (see ownRecord). */
+  ownRecord?(): Promise<OwnRecord | null>;
+}
+
+/** A superuser's record (every field but password and tokenKey) and its collection's definition. */
+export interface OwnRecord {
+  record: Record<string, unknown>;
+  collection: PbCollection;
 }
 
 export type KeyCheck =
@@ -94,13 +103,42 @@ export class SessionManager {
     if (!claims) return { status: 'invalid' };
     const s = await this.store.get(claims.sid);
     if (!s || s.revokedAt !== null || s.recordId !== claims.id || s.collectionId !== claims.collectionId) return { status: 'invalid' };
-    if (claims.kid === s.currentKid) return { status: 'ok', auth: { session: s, current: true } };
+    if (claims.kid === s.currentKid) return { status: 'ok', auth: this.authenticated(s, true) };
     const retired = s.retired.find(([kid]) => kid === claims.kid);
     if (!retired) return { status: 'invalid' };
-    if (Date.now() - retired[1] <= this.opts.graceMs) return { status: 'ok', auth: { session: s, current: false } };
+    if (Date.now() - retired[1] <= this.opts.graceMs) return { status: 'ok', auth: this.authenticated(s, false) };
     await this.store.revoke(s.sid, Date.now());
     this.log.warn('retired session key replayed after its grace window: session revoked', { collection: s.collectionName, record: s.recordId });
     return { status: 'invalid' };
+  }
+
+  private authenticated(s: StoredSession, current: boolean): Authenticated {
+    const auth: Authenticated = { session: s, current };
+    if (s.collectionName === '_superusers') auth.ownRecord = () => this.ownRecord(s);
+    return auth;
+  }
+
+  /**
+   * A superuser session's record and its collection's definition, read from PocketBase with the
+   * session's own token (a superuser may read both): what PocketBase's `@request.auth` holds for it.
+   * Null when PocketBase no longer accepts the token (it would treat the caller as anonymous); throws
+   * when PocketBase cannot be reached.
+   */
+  async ownRecord(s: StoredSession): Promise<OwnRecord | null> {
+    const token = await this.pbToken(s);
+    if (!token) return null;
+    const coll = encodeURIComponent(s.collectionId);
+    try {
+      const [record, collection] = await Promise.all([
+        this.upstream.json<Record<string, unknown>>('auth', 'GET', `/api/collections/${coll}/records/${encodeURIComponent(s.recordId)}`, { token }),
+        this.upstream.json<PbCollection>('auth', 'GET', `/api/collections/${coll}`, { token }),
+      ]);
+      if (record?.id !== s.recordId || collection?.id !== s.collectionId || !Array.isArray(collection.fields)) return null;
+      return { record, collection };
+    } catch (err) {
+      if (err instanceof UpstreamError && (err.status === 401 || err.status === 403 || err.status === 404)) return null;
+      throw err;
+    }
   }
 
   /** The PocketBase token behind a session, refreshed first when it is close to expiry. */
