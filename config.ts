@@ -28,6 +28,21 @@ export interface HaptaConfig {
   consistency: {
     readWaitMs: number;
   };
+  /** PocketBase's realtime API answered from the replica: caps and timeouts. */
+  realtime: {
+    fromReplica: boolean;
+    maxClients: number;
+    maxClientsPerIp: number;
+    maxSubscriptions: number;
+    maxTopicLength: number;
+    idleTimeoutMs: number;
+    maxLifetimeMs: number;
+    maxBufferedBytes: number;
+    sessionCheckMs: number;
+  };
+  health: {
+    maxLagMs: number;
+  };
   upstream: {
     timeoutMs: number;
     connections: number;
@@ -154,6 +169,16 @@ export const OPTIONS: readonly Option[] = [
   { path: 'replica.consumerId', env: 'HAPTA_CONSUMER_ID', kind: 'string', default: 'default', description: 'Name this sidecar reports to PocketBase so the change log is kept until it has read it.' },
   { path: 'upstream.timeoutMs', env: 'HAPTA_UPSTREAM_TIMEOUT_MS', kind: 'number', default: 30000, description: 'Timeout of a request to PocketBase (headers; streams are not cut).' },
   { path: 'consistency.readWaitMs', env: 'HAPTA_READ_WAIT_MS', kind: 'number', default: 1000, description: "How long a read may wait for the replica to reach the caller's watermark (its last write or newest read) before PocketBase answers it instead." },
+  { path: 'health.maxLagMs', env: 'HAPTA_HEALTH_MAX_LAG_MS', kind: 'number', default: 5000, description: 'Health answers 503 while the replica is behind the change log by more than this (a requested log read not applied for this long while PocketBase answers), so a balancer takes the sidecar out until it catches up; 0: off.' },
+  { path: 'realtime.fromReplica', env: 'HAPTA_REALTIME_FROM_REPLICA', kind: 'boolean', default: false, description: "Answer PocketBase's realtime API from the replica (one change stream for any number of subscribers); false: /api/realtime is forwarded to PocketBase. Experimental." },
+  { path: 'realtime.maxClients', env: 'HAPTA_REALTIME_MAX_CLIENTS', kind: 'number', default: 50000, description: 'Realtime clients (SSE streams) one sidecar holds; past it a new stream gets 429.' },
+  { path: 'realtime.maxClientsPerIp', env: 'HAPTA_REALTIME_MAX_CLIENTS_PER_IP', kind: 'number', default: 1000, description: 'Realtime clients per client IP.' },
+  { path: 'realtime.maxSubscriptions', env: 'HAPTA_REALTIME_MAX_SUBSCRIPTIONS', kind: 'number', default: 1000, description: "Topics one realtime client may subscribe to (PocketBase's limit: 1000)." },
+  { path: 'realtime.maxTopicLength', env: 'HAPTA_REALTIME_MAX_TOPIC_LENGTH', kind: 'number', default: 2500, description: "Characters per realtime topic (PocketBase's limit: 2500)." },
+  { path: 'realtime.idleTimeoutMs', env: 'HAPTA_REALTIME_IDLE_MS', kind: 'number', default: 300000, description: "A realtime stream ends this long after the last message sent (PocketBase's: 5 min)." },
+  { path: 'realtime.maxLifetimeMs', env: 'HAPTA_REALTIME_LIFETIME_MS', kind: 'number', default: 1800000, description: "A realtime stream ends this long after it opened (PocketBase's: 30 min)." },
+  { path: 'realtime.maxBufferedBytes', env: 'HAPTA_REALTIME_MAX_BUFFERED', kind: 'number', default: 8388608, description: 'A realtime client whose unsent events exceed this many bytes is disconnected (a client that stops reading).' },
+  { path: 'realtime.sessionCheckMs', env: 'HAPTA_REALTIME_SESSION_CHECK_MS', kind: 'number', default: 5000, description: 'How often the sessions behind realtime clients are checked; an ended session closes its streams.' },
   { path: 'upstream.connections', env: 'HAPTA_UPSTREAM_CONNECTIONS', kind: 'number', default: 64, description: 'Keep-alive connections to PocketBase.' },
   { path: 'redisUrl', env: 'HAPTA_REDIS_URL', kind: 'string', default: '', description: 'Redis URL (redis://host:port/db). When set, sessions, the session secret and rate-limit counters are shared through Redis.' },
   { path: 'sessions.secret', env: 'HAPTA_SESSION_SECRET', kind: 'string', default: '', description: 'Key signing session tokens (32+ chars). Empty: generated on first start and stored in HAPTA_DATA_DIR (or Redis).' },
@@ -331,6 +356,7 @@ function validate(cfg: HaptaConfig): void {
   const atLeast = (v: unknown, min: number, name: string) => {
     if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new ConfigError(`${name} must be a number of at least ${min}`);
   };
+  atLeast(cfg.health.maxLagMs, 0, 'HAPTA_HEALTH_MAX_LAG_MS');
   atLeast(fe.snapshotTtlMs, 1, 'HAPTA_FEED_CURSOR_TTL_MS');
   atLeast(fe.reuseMs, 0, 'HAPTA_FEED_REUSE_MS');
   atLeast(fe.answerCacheBytes, 0, 'HAPTA_FEED_ANSWER_CACHE_BYTES');

@@ -3,7 +3,8 @@
 //   1. Seeds the reference schema through PocketBase's API (batch, as a superuser), with skew.
 //   2. Builds one request plan (mix.ts) and replays it (replay.ts, its own process) against:
 //      PocketBase direct; one sidecar; a bare Node server answering the sidecar's bodies (the floor);
-//      two sidecars sharing Redis behind a round-robin TCP balancer.
+//      two sidecars sharing Redis behind HAProxy (scripts/cluster.ts's configuration: round robin,
+//      health checks on /api/hapta/health, X-Forwarded-For).
 //   3. Counts what PocketBase received from its own request log (_logs in auxiliary.db), samples CPU and
 //      RSS of every process, and probes replication lag while the mix runs.
 //   4. Writes bench/results/headline.json and bench/results/headline.svg and prints the tables.
@@ -17,8 +18,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { HAPROXY_INSTALL_HINT, haproxyBinary, startHaproxy, type Haproxy } from '../scripts/cluster.js';
 import { projectRoot } from '../scripts/pocketbase-binary.js';
 import { api, superuserToken } from '../test/harness/dump.js';
+import { freePort } from '../test/harness/net.js';
 import { startPocketBase, type PocketBase } from '../test/harness/pocketbase.js';
 import { batch, seedReference, USER_PASSWORD } from '../test/harness/seed.js';
 import { startSidecarProcess, type SidecarProcess } from '../test/harness/sidecar-process.js';
@@ -96,7 +99,7 @@ function child(script: string, args: string[]): { proc: ChildProcess; output: Pr
     if (out.includes('\n')) resolveLine(out.split('\n')[0]);
   });
   const output = new Promise<string>((resolve, reject) => proc.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${script} exited ${code}`)))));
-  output.catch(() => {}); // servers (floor, balancer) are killed; replays are awaited
+  output.catch(() => {}); // the floor server is killed; replays are awaited
   return { proc, output, firstLine };
 }
 
@@ -183,12 +186,14 @@ const nodeArgs = process.env.BENCH_SIDECAR_NODE_ARGS?.split(' ').filter(Boolean)
 interface TargetReport { name: string; result: ReplayResult; usage: Record<string, Usage>; pocketbase?: Record<string, number>; lagMs?: ReturnType<typeof summary>; sidecarCounters?: Record<string, number> }
 
 async function main(): Promise<void> {
+  if (PAIR && !process.argv.includes('--seed-only') && !haproxyBinary()) throw new Error(`${HAPROXY_INSTALL_HINT} (the two-sidecar run needs it; --no-pair skips it)`);
   const { pb, data } = await pocketbase();
   if (process.argv.includes('--seed-only')) { await pb.stop(); return; }
   const reports: TargetReport[] = [];
   let sidecar: SidecarProcess | null = null;
   const extra: SidecarProcess[] = [];
   const children: ChildProcess[] = [];
+  let haproxy: Haproxy | null = null;
   try {
     const plan = buildPlan(data, MIX);
     const warm = buildPlan(data, { ...MIX, requests: 3000, seed: 8, readOnly: true });
@@ -243,7 +248,7 @@ async function main(): Promise<void> {
     reports.push({ name: 'Node floor', result: bare.result, usage: bare.usage });
     floor.proc.kill();
 
-    // 4. Two sidecars sharing Redis behind a round-robin balancer.
+    // 4. Two sidecars sharing Redis behind HAProxy.
     if (PAIR) {
       await sidecar.stop();
       sidecar = null;
@@ -256,16 +261,17 @@ async function main(): Promise<void> {
       extra.push(a);
       const b = await startSidecarProcess(pb, { ...env, HAPTA_CONSUMER_ID: 'bench_b' }, { nodeArgs });
       extra.push(b);
-      const lb = child('balancer.ts', [a.url.split(':').pop()!, b.url.split(':').pop()!]);
-      children.push(lb.proc);
-      const lbUrl = `http://127.0.0.1:${(await lb.firstLine).trim()}`;
+      haproxy = await startHaproxy(join(work, 'haproxy'), { port: await freePort(), backends: [a, b].map((s, i) => ({ name: `s${i + 1}`, port: Number(new URL(s.url).port) })) },
+        (line) => { if (/is (UP|DOWN)/.test(line)) log(`  haproxy: ${line}`); });
+      for (const name of ['s1', 's2']) await haproxy.waitFor(name, 'UP');
+      const lbUrl = haproxy.url;
       await replay({ url: lbUrl, mode: 'sidecar', planFile: warmFile, tag: 'y' }, data.users, {});
       const probe2 = lagProbe(pb.url, suPb, lbUrl, await superuserToken(lbUrl));
       log('two sidecars: measured run');
-      const two = await replay({ url: lbUrl, mode: 'sidecar', planFile, tag: 'r' }, data.users, { PocketBase: pb.pid!, 'sidecar A': a.pid, 'sidecar B': b.pid, balancer: lb.proc.pid! });
+      const two = await replay({ url: lbUrl, mode: 'sidecar', planFile, tag: 'r' }, data.users, { PocketBase: pb.pid!, 'sidecar A': a.pid, 'sidecar B': b.pid, HAProxy: haproxy.proc.pid! });
       const lags2 = await probe2.stop();
       await settle();
-      reports.push({ name: '2 sidecars + Redis', result: two.result, usage: two.usage, pocketbase: pocketbaseRequests(pb, two.from, two.to), lagMs: summary(lags2) });
+      reports.push({ name: '2 sidecars + Redis, HAProxy', result: two.result, usage: two.usage, pocketbase: pocketbaseRequests(pb, two.from, two.to), lagMs: summary(lags2) });
       log(`  ${Math.round(two.result.rps)} req/s, p99 ${two.result.overall.p99.toFixed(1)} ms`);
     }
 
@@ -273,6 +279,7 @@ async function main(): Promise<void> {
     else for (const r of reports) console.log(r.name, Math.round(r.result.rps), 'req/s', JSON.stringify(Object.fromEntries(Object.entries(r.result.kinds).map(([k, v]) => [k, [v.p50, v.p99].map(Math.round)]))));
   } finally {
     for (const c of children) c.kill();
+    await haproxy?.stop();
     await sidecar?.stop().catch(() => {});
     for (const s of extra) await s.stop().catch(() => {});
     await pb.stop();

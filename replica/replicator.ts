@@ -118,6 +118,17 @@ export class Replicator {
     });
   }
 
+  /**
+   * Calls `fn` with each batch just before it is applied to the live replica, synchronously (the store
+   * still holds the state before it: realtime judges deletes on that); returns the unsubscribe function.
+   */
+  onBeforeApply(fn: (changes: readonly ChangeRow[]) => void): () => void {
+    this.beforeApplyListeners.add(fn);
+    return () => this.beforeApplyListeners.delete(fn);
+  }
+
+  private beforeApplyListeners = new Set<(changes: readonly ChangeRow[]) => void>();
+
   /** Calls `fn` after every batch applied to the live replica; returns the unsubscribe function. */
   onApplied(fn: (changes: readonly ChangeRow[]) => void): () => void {
     this.appliedListeners.add(fn);
@@ -309,6 +320,7 @@ export class Replicator {
       else store.optimize();
     }
     if (res.changes.length === 0) return false;
+    if (store === this.store) for (const fn of this.beforeApplyListeners) fn(res.changes);
     const touched = store.applyBatch(res.changes, res.records, copied);
     const newest = res.changes[res.changes.length - 1];
     const lagMs = Math.max(0, Date.now() - newest.at);

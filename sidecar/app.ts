@@ -42,7 +42,9 @@ export function createApp(s: Services): Koa {
     reads: s.reads,
     writes: s.writes,
     feeds: s.feeds,
-    health: healthRoute(replicator),
+    // PocketBase's realtime API answered from the replica, or forwarded (HAPTA_REALTIME_FROM_REPLICA).
+    realtime: config.realtime.fromReplica ? s.realtime.routes : (_ctx, next) => next(),
+    health: healthRoute(replicator, { maxLagMs: config.health.maxLagMs, pbUrl: config.pbUrl }),
     metrics: metricsRoute(s.metrics, replicator),
     rateLimit: config.rateLimits.enabled ? rateLimits({ rules: config.rateLimits, redis: s.redis }) : (_ctx, next) => next(),
     gate: config.gate,

@@ -39,7 +39,7 @@ export interface ConsistencyOptions {
   replicator: Replicator;
   source: Pick<ChangeSource, 'readHead'>;
   /** The shared session store when sidecars share sessions (Redis); null keeps watermarks in memory. */
-  shared: SessionStore | null;
+  shared: (SessionStore & { raisePosition(key: string, value: string, ttlMs: number): Promise<boolean> }) | null;
   /** How long a read may wait for the replica before it is answered by PocketBase. */
   waitMs: number;
   /** How long a watermark is kept after its last raise. */
@@ -66,12 +66,15 @@ export class Consistency {
     return mine;
   }
 
-  /** Raises a session's watermark to `p` (never lowers it). */
+  /**
+   * Raises a session's watermark to `p`, never lowering it: the local comparison and update are one
+   * synchronous step, and the shared one is one atomic step in Redis, so concurrent requests of one
+   * session (a read answered at an older position, a write at a newer one) cannot lower it.
+   */
   async raise(sid: string, p: Position): Promise<void> {
-    const cur = await this.watermark(sid);
-    if (cur && cur.instance === p.instance && cur.seq >= p.seq) return;
-    this.local.set(sid, p);
-    await this.opts.shared?.putTemp(this.key(sid), formatPosition(p), this.opts.ttlMs);
+    const mine = this.local.get(sid);
+    if (!mine || mine.instance !== p.instance || mine.seq < p.seq) this.local.set(sid, p);
+    await this.opts.shared?.raisePosition(this.key(sid), formatPosition(p), this.opts.ttlMs);
   }
 
   /** Replaces an unknown or foreign watermark by a known position of this replica's database. */

@@ -51,6 +51,8 @@ export interface RouteHandlers {
   reads: Middleware;
   writes: Middleware;
   feeds: Middleware;
+  /** GET /api/realtime opens a stream, POST sets subscriptions (anything else: next). */
+  realtime: Middleware;
   health: Middleware;
   metrics: Middleware;
   rateLimit: Middleware;
@@ -144,7 +146,7 @@ export function createRouter(h: RouteHandlers): Router {
   ], 'auth', forward);
   route(['POST'], '/api/files/token', 'auth', h.auth.fileToken);
   route(['GET', 'HEAD'], '/api/files/:collection/:recordId/:filename', 'files', files);
-  route('all', ['/api/realtime'], 'realtime', forward);
+  route('all', ['/api/realtime'], 'realtime', h.realtime, forward);
 
   // The superuser API: settings, logs, backups, crons, collections admin, impersonation.
   route(['POST'], '/api/collections/:collection/impersonate/:id', 'admin', h.auth.impersonate);

@@ -20,6 +20,7 @@ import { LoginGuard } from './gate/login-guard.js';
 import { Consistency } from './consistency.js';
 import { Forwarder } from './http/forward.js';
 import { Metrics } from './metrics.js';
+import { createRealtime, type Realtime } from './realtime/index.js';
 import { createReadRoutes } from './reads/index.js';
 import { requesterFrom } from './requester.js';
 import { SessionManager } from './sessions/manager.js';
@@ -50,6 +51,8 @@ export interface Services {
   /** Records create/update/delete and batch, validated (next(): PocketBase). */
   writes: Koa.Middleware;
   feeds: Koa.Middleware;
+  /** PocketBase's realtime API answered from the replica (custom topics relayed). */
+  realtime: Realtime;
   /** Starts the background loops (sync, wake-ups, schema watch, session validation). */
   start(): void;
   /** Stops the loops (and the feed pool); then close() releases connections. */
@@ -121,7 +124,7 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
 
   const forwarder = new Forwarder(upstream, sessions, identityOpts);
   const consistency = new Consistency({
-    replicator, source, shared: redis ? sessionStore : null, waitMs: config.consistency.readWaitMs,
+    replicator, source, shared: sessionStore instanceof RedisSessionStore ? sessionStore : null, waitMs: config.consistency.readWaitMs,
     ttlMs: 7 * 86_400_000, metrics, log: log.child({ component: 'consistency' }),
   });
   const identifyRequester = requesterFrom(replicator, config.consistency.readWaitMs);
@@ -136,6 +139,12 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
     onFallback: (reason) => metrics.readFallbacks.inc({ reason }),
     readable: (ctx) => consistency.readable(ctx), afterRead: (ctx) => consistency.afterRead(ctx),
   });
+  // After the read routes: their onApplied listener drops the cached query results of the tables a batch
+  // changed, and realtime's evaluates rules over the same statement cache.
+  const realtime = createRealtime({
+    replicator, sessions, forwarder, upstream, log: log.child({ component: 'realtime-api' }),
+    identify: identifyRequester, corsOrigins: config.gate.corsOrigins, limits: config.realtime,
+  });
   // A PocketBase token passed through (HAPTA_ACCEPT_PB_TOKENS): only PocketBase knows who that is.
   const reads: Koa.Middleware = (ctx, next) => (ctx.state.passThroughAuth ? next() : readRoutes(ctx, next));
   const writes = createWriteRoutes({
@@ -148,7 +157,7 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
   const loops = [replicator, waker, watcher, validator];
   return {
     config, log, metrics, upstream, superuser, redis, sessions, validator, loginGuard: guard, replicator, feedPool,
-    forwarder, consistency, reads, writes, feeds,
+    forwarder, consistency, reads, writes, feeds, realtime,
     start() {
       replicator.start();
       waker.start();
@@ -156,6 +165,7 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
       validator.start();
     },
     async stopLoops() {
+      await realtime.close();
       for (const loop of [...loops].reverse()) await loop.stop();
       await feedPool.close();
     },

@@ -22,6 +22,17 @@ redis.call('SET', KEYS[1], out, 'KEEPTTL')
 return out
 `;
 
+// KEYS[1]: the key; ARGV[1]: "seq@instance"; ARGV[2]: ttl ms. Compares seqs as numbers (15 digits at most).
+const RAISE_POSITION = `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local cs, ci = string.match(cur, '^(%d+)@(.*)$')
+  local ns, ni = string.match(ARGV[1], '^(%d+)@(.*)$')
+  if cs and ns and ci == ni and tonumber(cs) >= tonumber(ns) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`;
+
 export class RedisSessionStore implements SessionStore {
   constructor(private readonly redis: Redis, private readonly prefix = 'hapta:') {}
 
@@ -107,6 +118,15 @@ export class RedisSessionStore implements SessionStore {
 
   async getTemp(key: string): Promise<string | null> {
     return this.redis.get(`${this.prefix}temp:${key}`);
+  }
+
+  /**
+   * Atomically raises a `seq@instance` position kept under `key` to `value` (never lowers it within one
+   * instance; another instance's position is replaced). True when it was raised.
+   */
+  async raisePosition(key: string, value: string, ttlMs: number): Promise<boolean> {
+    const raised = await this.redis.eval(RAISE_POSITION, 1, `${this.prefix}temp:${key}`, value, String(Math.max(1, Math.round(ttlMs))));
+    return raised === 1;
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,389 @@
+// Events from the replica's applied batches, in commit order. For each change of a record (create and
+// update judged on the state after the batch, delete on the state before it), the subscriptions whose
+// topic names that collection (`name/*`, `id/*`, `name`, `id`) or that record (`name/RID`, `id/RID`) are
+// grouped by (collection, topic kind, requester, options); each group's access is evaluated in SQL
+// (access.ts: one statement per distinct rule shape), each visible record rendered once per distinct
+// rendering, and every client gets its frames for the batch in one write.
+import type Database from 'better-sqlite3';
+import type { Logger } from '../../lib/log.js';
+import { quoteIdent } from '../../replica/schema.js';
+import type { ChangeRow, ReplicaStore } from '../../replica/store.js';
+import { Lru } from '../lru.js';
+import { catalogOf, type Catalog, type CollectionInfo } from '../reads/catalog.js';
+import { invalidateResults, type Row } from '../reads/query.js';
+import type { Requester, RequestInfo } from '../reads/request.js';
+import { AccessRunner, NONE, planAccess, type AccessGroup, type Plan } from './access.js';
+import { ANONYMOUS, type LocalSub, type RequesterRef, type RtClient } from './clients.js';
+import { renderRecord, type RenderStats } from './render.js';
+
+type Action = 'create' | 'update' | 'delete';
+
+interface Target {
+  /** Position of the change in its batch (commit order). */
+  at: number;
+  action: Action;
+  coll: CollectionInfo;
+  id: string;
+}
+
+type Frames = Map<number, Array<[RtClient, Buffer]>>;
+
+/** Subscriptions evaluated and rendered alike within one batch. */
+interface Group extends AccessGroup {
+  kind: 'list' | 'view';
+  coll: CollectionInfo;
+  ref: RequesterRef;
+  optKey: string;
+  options: LocalSub['options'];
+  subs: LocalSub[];
+  info?: RequestInfo;
+}
+
+const ALL_PLACEHOLDER: Plan = NONE;
+
+const TIME_MACRO = /@(now|second|minute|hour|weekday|day|month|year|yesterday|tomorrow|todayStart|todayEnd|monthStart|monthEnd|yearStart|yearEnd)\b/;
+
+export interface EngineStats extends RenderStats {
+  batches: number;
+  changes: number;
+  groups: number;
+  renders: number;
+  events: number;
+  deletesWithoutPreState: number;
+}
+
+interface SharedRef extends RequesterRef {
+  mapKey: string;
+  users: number;
+  version: number;
+}
+
+export class Engine {
+  /** Local subscriptions by topic base (the text before "?"). */
+  private readonly index = new Map<string, Set<LocalSub>>();
+  private readonly refs = new Map<string, SharedRef>();
+  private readonly plans = new WeakMap<Catalog, WeakMap<RequesterRef, Map<string, { version: string; plan: Plan }>>>();
+  private readonly timeDependent = new WeakMap<Catalog, boolean>();
+  private readonly rowStatements = new WeakMap<ReplicaStore, Lru<string, Database.Statement>>();
+  private pending: { changes: readonly ChangeRow[]; frames: Frames } | null = null;
+  readonly access = new AccessRunner();
+  readonly stats: EngineStats = { batches: 0, changes: 0, groups: 0, renders: 0, events: 0, deletesWithoutPreState: 0, expandUnsupported: 0 };
+
+  constructor(private readonly log: Logger) {}
+
+  get subscriptions(): number {
+    let n = 0;
+    for (const s of this.index.values()) n += s.size;
+    return n;
+  }
+
+  // --- requesters ------------------------------------------------------------------------------
+
+  /** The shared reference for a requester (clients of one auth record share it and its updates). */
+  refFor(requester: Requester): RequesterRef {
+    if (requester.kind === 'anonymous') return ANONYMOUS;
+    const collectionId = requester.kind === 'record' ? requester.collectionId : String(requester.record.collectionId ?? '_superusers');
+    const recordId = String(requester.record.id ?? '');
+    const mapKey = `${requester.kind}:${collectionId}:${recordId}`;
+    let ref = this.refs.get(mapKey);
+    if (!ref) {
+      ref = { key: '', requester, ref: { collectionId, recordId }, mapKey, users: 0, version: 0 };
+      this.refs.set(mapKey, ref);
+    }
+    if (ref.key === '' || JSON.stringify(ref.requester) !== JSON.stringify(requester)) {
+      ref.requester = requester;
+      ref.version++;
+      ref.key = `${requester.kind === 'superuser' ? 's' : 'r'}:${collectionId}:${recordId}:${ref.version}`;
+    }
+    return ref;
+  }
+
+  retain(ref: RequesterRef): void {
+    if (ref !== ANONYMOUS) (ref as SharedRef).users++;
+  }
+
+  release(ref: RequesterRef): void {
+    if (ref === ANONYMOUS) return;
+    const r = ref as SharedRef;
+    if (--r.users > 0) return;
+    if (this.refs.get(r.mapKey) === r) this.refs.delete(r.mapKey);
+  }
+
+  /** Auth records changed by the batch: their clients' @request.auth follows (PocketBase updates it too). */
+  private refreshRequesters(store: ReplicaStore, changes: readonly ChangeRow[]): void {
+    if (this.refs.size === 0) return;
+    for (const ch of changes) {
+      const ref = this.refs.get(`record:${ch.coll}:${ch.rid}`);
+      if (!ref) continue;
+      const record = store.record(ch.coll, ch.rid);
+      // A deleted auth record: PocketBase unsets the client's auth (a guest until its session ends here).
+      ref.requester = record ? { kind: 'record', collectionId: ch.coll, record } : { kind: 'anonymous' };
+      ref.version++;
+      ref.key = record ? `r:${ch.coll}:${ch.rid}:${ref.version}` : `a:${ref.version}`;
+    }
+  }
+
+  // --- subscriptions ---------------------------------------------------------------------------
+
+  setLocal(client: RtClient, subs: LocalSub[]): void {
+    this.removeLocal(client);
+    client.local = subs;
+    for (const s of subs) {
+      let set = this.index.get(s.base);
+      if (!set) this.index.set(s.base, (set = new Set()));
+      set.add(s);
+    }
+  }
+
+  removeLocal(client: RtClient): void {
+    for (const s of client.local) {
+      const set = this.index.get(s.base);
+      if (!set) continue;
+      set.delete(s);
+      if (set.size === 0) this.index.delete(s.base);
+    }
+    client.local = [];
+  }
+
+  /** Whether some subscription could match changes of this collection (any record). */
+  private watched(coll: CollectionInfo, id: string): boolean {
+    const { name } = coll.c;
+    const cid = coll.c.id;
+    return this.index.has(`${name}/*`) || this.index.has(`${cid}/*`) || this.index.has(name) || this.index.has(cid)
+      || this.index.has(`${name}/${id}`) || this.index.has(`${cid}/${id}`);
+  }
+
+  // --- batches ---------------------------------------------------------------------------------
+
+  /** Exact mode: the store holds the state before `changes`; delete events are decided now. */
+  before(store: ReplicaStore, changes: readonly ChangeRow[]): void {
+    this.pending = null;
+    if (this.index.size === 0) return;
+    const catalog = catalogOf(store);
+    const targets = this.targets(catalog, changes, true);
+    if (targets.length === 0) return;
+    this.pending = { changes, frames: this.evaluate(store, catalog, targets, true) };
+  }
+
+  /** `changes` were applied: create/update events on the state now, deletes from before (or its reconstruction). */
+  after(store: ReplicaStore, changes: readonly ChangeRow[], withPreState: (<T>(fn: () => T) => T) | null): void {
+    this.stats.batches++;
+    this.stats.changes += changes.length;
+    let deletes: Frames = new Map();
+    if (this.pending && this.pending.changes === changes) deletes = this.pending.frames;
+    else if (this.index.size > 0) {
+      const catalog = catalogOf(store);
+      const targets = this.targets(catalog, changes, true);
+      if (targets.length > 0) {
+        if (withPreState) deletes = withPreState(() => this.evaluate(store, catalog, targets, true));
+        else this.stats.deletesWithoutPreState += targets.length;
+      }
+    }
+    this.pending = null;
+    this.refreshRequesters(store, changes);
+    if (this.index.size === 0) return;
+    const catalog = catalogOf(store);
+    const upserts = this.evaluate(store, catalog, this.targets(catalog, changes, false));
+    this.dispatch(changes.length, deletes, upserts);
+  }
+
+  private targets(catalog: Catalog, changes: readonly ChangeRow[], deletes: boolean): Target[] {
+    const out: Target[] = [];
+    for (let at = 0; at < changes.length; at++) {
+      const ch = changes[at];
+      if (ch.coll === '_collections') continue;
+      const isDelete = ch.op === 'd';
+      if (isDelete !== deletes || (!isDelete && ch.op !== 'c' && ch.op !== 'u')) continue;
+      const coll = catalog.byCollectionId(ch.coll);
+      if (!coll || !this.watched(coll, ch.rid)) continue;
+      out.push({ at, action: isDelete ? 'delete' : ch.op === 'c' ? 'create' : 'update', coll, id: ch.rid });
+    }
+    return out;
+  }
+
+  private row(store: ReplicaStore, coll: CollectionInfo, id: string): Row | null {
+    let cache = this.rowStatements.get(store);
+    if (!cache) this.rowStatements.set(store, (cache = new Lru(200)));
+    const sql = `SELECT * FROM ${quoteIdent(coll.spec.table)} WHERE "id" = ?`;
+    let st = cache.get(sql);
+    try {
+      if (!st) cache.set(sql, (st = store.db.prepare(sql)));
+      return (st.get(id) as Row | undefined) ?? null;
+    } catch {
+      return null; // the table went away with a schema change
+    }
+  }
+
+  private removeRow(store: ReplicaStore, coll: CollectionInfo, id: string): void {
+    try {
+      store.db.prepare(`DELETE FROM ${quoteIdent(coll.spec.table)} WHERE "id" = ?`).run(id);
+    } catch { /* the table went away */ }
+  }
+
+  private isTimeDependent(catalog: Catalog, store: ReplicaStore): boolean {
+    let v = this.timeDependent.get(catalog);
+    if (v === undefined) {
+      v = store.collections().some((c) => [c.listRule, c.viewRule, c.manageRule].some((r) => typeof r === 'string' && TIME_MACRO.test(r)));
+      this.timeDependent.set(catalog, v);
+    }
+    return v;
+  }
+
+  private plan(store: ReplicaStore, catalog: Catalog, g: Group): Plan {
+    const volatile = this.isTimeDependent(catalog, store) || TIME_MACRO.test(g.options.query.filter ?? '');
+    if (volatile) return planAccess(catalog, g.coll, g.kind, this.info(g));
+    let byRef = this.plans.get(catalog);
+    if (!byRef) this.plans.set(catalog, (byRef = new WeakMap()));
+    let cache = byRef.get(g.ref);
+    if (!cache) byRef.set(g.ref, (cache = new Map()));
+    const key = `${g.coll.c.id}\u0000${g.kind}\u0000${g.optKey}`;
+    const hit = cache.get(key);
+    if (hit && hit.version === g.ref.key) return hit.plan;
+    if (cache.size > 10_000) cache.clear();
+    const plan = planAccess(catalog, g.coll, g.kind, this.info(g));
+    cache.set(key, { version: g.ref.key, plan });
+    return plan;
+  }
+
+  private info(g: Group): RequestInfo {
+    return (g.info ??= { context: 'realtime', method: 'GET', query: g.options.query, headers: g.options.headers, requester: g.ref.requester });
+  }
+
+  /**
+   * The frames of each target, by its position in the batch. Subscriptions are grouped per batch by
+   * (collection, kind, requester, options); work is per group and per delivered event, never per
+   * subscription and change.
+   */
+  private evaluate(store: ReplicaStore, catalog: Catalog, targets: Target[], deleting = false): Frames {
+    const frames: Frames = new Map();
+    if (targets.length === 0) return frames;
+    const rowCache = new Map<string, Row | null>();
+    const rows = targets.map((t) => {
+      const key = `${t.coll.c.id}/${t.id}`;
+      let row = rowCache.get(key);
+      if (row === undefined) rowCache.set(key, (row = this.row(store, t.coll, t.id)));
+      return row;
+    });
+    const byColl = new Map<string, { coll: CollectionInfo; ids: Set<string> }>();
+    targets.forEach((t, i) => {
+      if (!rows[i]) return;
+      let c = byColl.get(t.coll.c.id);
+      if (!c) byColl.set(t.coll.c.id, (c = { coll: t.coll, ids: new Set() }));
+      c.ids.add(t.id);
+    });
+    const groups: Group[] = [];
+    const collect = (into: Map<RequesterRef, Map<string, Group>>, kind: 'list' | 'view', coll: CollectionInfo, subs: Set<LocalSub> | undefined, ids: Set<string> | null, id: string) => {
+      if (!subs) return;
+      for (const sub of subs) {
+        if (sub.client.closed) continue;
+        const ref = sub.client.requester;
+        let byOpt = into.get(ref);
+        if (!byOpt) into.set(ref, (byOpt = new Map()));
+        let g = byOpt.get(sub.optKey);
+        if (!g) {
+          g = { kind, coll, ref, optKey: sub.optKey, options: sub.options, subs: [], ids: ids ?? new Set(), visible: new Set(), plan: ALL_PLACEHOLDER };
+          byOpt.set(sub.optKey, g);
+          groups.push(g);
+        }
+        if (!ids) g.ids.add(id);
+        g.subs.push(sub);
+      }
+    };
+    for (const { coll, ids } of byColl.values()) {
+      const { name, id: cid } = coll.c;
+      const list = new Map<RequesterRef, Map<string, Group>>();
+      for (const base of [`${name}/*`, `${cid}/*`, name, cid]) collect(list, 'list', coll, this.index.get(base), ids, '');
+      const view = new Map<RequesterRef, Map<string, Group>>();
+      for (const rid of ids) for (const base of [`${name}/${rid}`, `${cid}/${rid}`]) collect(view, 'view', coll, this.index.get(base), null, rid);
+    }
+    for (const g of groups) g.plan = this.plan(store, catalog, g);
+    this.stats.groups += groups.length;
+    this.access.run(store, groups);
+
+    // Who gets each record: the groups it is visible to.
+    const byRecord = new Map<string, Group[]>();
+    for (const g of groups) {
+      for (const id of g.visible) {
+        const key = `${g.coll.c.id}/${id}`;
+        const list = byRecord.get(key);
+        if (list) list.push(g);
+        else byRecord.set(key, [g]);
+      }
+    }
+    const render = (t: Target, row: Row) => {
+      const gs = byRecord.get(`${t.coll.c.id}/${t.id}`);
+      if (!gs) return;
+      const tailCache = new Map<string, Map<string, Buffer>>();
+      const rendered = new Map<string, string>();
+      const out: Array<[RtClient, Buffer]> = [];
+      for (const g of gs) {
+        const q = g.options.query;
+        const expand = q.expand ?? '';
+        const perRequester = t.coll.isAuth || expand !== '';
+        const rk = `${q.fields ?? ''}\u0000${expand}\u0000${g.ref.requester.kind === 'superuser' ? 1 : 0}\u0000${perRequester ? g.ref.key : ''}\u0000${expand !== '' ? g.optKey : ''}`;
+        let data = rendered.get(rk);
+        if (data === undefined) {
+          this.stats.renders++;
+          try {
+            data = `{"record":${renderRecord(store, catalog, t.coll, row, this.info(g), this.stats)},"action":"${t.action}"}`;
+          } catch (e) {
+            this.log.warn('realtime: record not rendered', { collection: t.coll.c.name, error: (e as Error).message });
+            data = '';
+          }
+          rendered.set(rk, data);
+        }
+        if (data === '') continue;
+        // The frame after its id line is the same for every subscriber of this topic: encoded once.
+        let tails = tailCache.get(data);
+        if (!tails) tailCache.set(data, (tails = new Map()));
+        for (const sub of g.subs) {
+          if (g.kind === 'view' && sub.recordId !== t.id) continue;
+          let tail = tails.get(sub.topic);
+          if (!tail) tails.set(sub.topic, (tail = Buffer.from(`event:${sub.topic}\ndata:${data}\n\n`)));
+          out.push([sub.client, tail]);
+        }
+      }
+      if (out.length > 0) frames.set(t.at, out);
+    };
+    if (!deleting) {
+      targets.forEach((t, i) => { if (rows[i]) render(t, rows[i]!); });
+      return frames;
+    }
+    // Deletes: who receives them was decided on the state before the batch (PocketBase checks access
+    // outside the deleting transaction); each record is rendered as PocketBase renders it inside that
+    // transaction, where the records deleted before it (a cascade starts with the parent) are gone.
+    const touched = new Set<string>();
+    store.db.exec('SAVEPOINT __hapta_rt_render');
+    try {
+      targets.forEach((t, i) => {
+        if (!rows[i]) return;
+        render(t, rows[i]!);
+        this.removeRow(store, t.coll, t.id);
+        touched.add(t.coll.spec.table);
+        invalidateResults([t.coll.spec.table]);
+      });
+    } finally {
+      store.db.exec('ROLLBACK TO __hapta_rt_render');
+      store.db.exec('RELEASE __hapta_rt_render');
+      invalidateResults(touched);
+    }
+    return frames;
+  }
+
+  private dispatch(size: number, a: Frames, b: Frames): void {
+    if (a.size === 0 && b.size === 0) return;
+    const perClient = new Map<RtClient, Buffer[]>();
+    for (let at = 0; at < size; at++) {
+      for (const frames of [a.get(at), b.get(at)]) {
+        if (!frames) continue;
+        for (const [client, tail] of frames) {
+          const list = perClient.get(client);
+          if (list) list.push(tail);
+          else perClient.set(client, [tail]);
+          this.stats.events++;
+        }
+      }
+    }
+    for (const [client, tails] of perClient) client.sendFrames(tails);
+  }
+}
