@@ -38,8 +38,8 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, loadConfig } from '../config.js';
-import { Backoff } from '../lib/backoff.js';
 import { projectRoot } from './pocketbase-binary.js';
+import { Supervised } from './supervise.js';
 
 // ---------------------------------------------------------------------------------------------------
 // HAProxy
@@ -270,65 +270,6 @@ export async function startHaproxy(dir: string, opts: Omit<HaproxyOptions, 'sock
 // ---------------------------------------------------------------------------------------------------
 // The cluster runner
 
-const STOP_GRACE_MS = 10_000;
-const STABLE_MS = 30_000;
-
-/** One process of the cluster, restarted with backoff whenever it exits on its own. */
-class Supervised {
-  private child: ChildProcess | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  private readonly backoff = new Backoff(500, 30_000);
-  private startedAt = 0;
-  private restarts = 0;
-  private stopping = false;
-
-  constructor(private readonly label: string, private readonly command: string, private readonly args: string[], private readonly env: NodeJS.ProcessEnv) {}
-
-  start(): void {
-    this.timer = null;
-    this.startedAt = Date.now();
-    const child = spawn(this.command, this.args, { cwd: projectRoot, env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    if (child.pid !== undefined) this.log(`started (pid ${child.pid})`);
-    createInterface({ input: child.stdout! }).on('line', (l) => process.stdout.write(`${this.label} | ${l}\n`));
-    createInterface({ input: child.stderr! }).on('line', (l) => process.stderr.write(`${this.label} | ${l}\n`));
-    child.on('exit', (code, signal) => this.exited(signal ? `signal ${signal}` : `code ${code}`));
-    child.on('error', (err) => {
-      this.log(`error: ${err.message}`);
-      if (child.pid === undefined) this.exited('not started');
-    });
-  }
-
-  stop(): Promise<void> {
-    this.stopping = true;
-    if (this.timer) clearTimeout(this.timer);
-    const child = this.child;
-    if (!child) return Promise.resolve();
-    return new Promise((done) => {
-      const force = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-      child.once('exit', () => {
-        clearTimeout(force);
-        done();
-      });
-      child.kill('SIGTERM');
-    });
-  }
-
-  private exited(how: string): void {
-    this.child = null;
-    if (this.stopping) return this.log(`exited (${how})`);
-    if (Date.now() - this.startedAt >= STABLE_MS) this.backoff.reset();
-    const delay = this.backoff.next();
-    this.restarts++;
-    this.log(`exited (${how}); restarting in ${(delay / 1000).toFixed(1)} s (restart ${this.restarts})`);
-    this.timer = setTimeout(() => this.start(), delay);
-  }
-
-  log(line: string): void {
-    process.stdout.write(`${this.label} | ${line}\n`);
-  }
-}
-
 function flag(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
   return i === -1 ? undefined : process.argv[i + 1];
@@ -426,7 +367,7 @@ async function main(): Promise<void> {
   if (!(await answers(redisHost, redisPort))) {
     if (!['127.0.0.1', 'localhost', '::1', '[::1]'].includes(redisHost)) fail(`Redis does not answer at ${redisUrl}`);
     if (spawnSync('redis-server', ['--version']).status !== 0) fail('Redis is not running and redis-server is not installed: `apt-get install -y redis-server`');
-    const redis = new Supervised(label('redis'), 'redis-server', ['--bind', '127.0.0.1', '-::1', '--port', String(redisPort), '--save', '', '--appendonly', 'no', '--dir', dataDir], process.env);
+    const redis = new Supervised(label('redis'), { command: 'redis-server', args: ['--bind', '127.0.0.1', '-::1', '--port', String(redisPort), '--save', '', '--appendonly', 'no', '--dir', dataDir], env: process.env });
     running.push({ name: 'redis', proc: redis });
     redis.start();
     await until('Redis', 10_000, () => answers(redisHost, redisPort));
@@ -434,9 +375,9 @@ async function main(): Promise<void> {
     say(`using the Redis at ${redisUrl}`);
   }
 
-  const pb = new Supervised(label('pocketbase'), process.execPath, ['--import', 'tsx', 'scripts/pocketbase.ts'], {
+  const pb = new Supervised(label('pocketbase'), { command: process.execPath, args: ['--import', 'tsx', 'scripts/pocketbase.ts'], env: {
     ...process.env, PB_DATA_DIR: join(dataDir, 'pb_data'), PB_URL: config.pbUrl,
-  });
+  } });
   running.push({ name: 'pocketbase', proc: pb });
   pb.start();
   await until('PocketBase', 30_000, async () => (await fetch(`${pbUrl.origin}/api/health`)).ok);
@@ -445,13 +386,13 @@ async function main(): Promise<void> {
   for (let i = 1; i <= sidecars; i++) {
     const sidecarPort = port + i;
     backends.push({ name: `s${i}`, port: sidecarPort });
-    const proc = new Supervised(label(`sidecar-${i}`), process.execPath, ['--import', 'tsx', 'sidecar/server.ts'], {
+    const proc = new Supervised(label(`sidecar-${i}`), { command: process.execPath, args: ['--import', 'tsx', 'sidecar/server.ts'], env: {
       ...process.env,
       HAPTA_PORT: String(sidecarPort), HAPTA_HOST: '127.0.0.1', HAPTA_DATA_DIR: join(dataDir, `sidecar-${i}`),
       HAPTA_CONSUMER_ID: `sidecar_${i}`, HAPTA_REDIS_URL: redisUrl, HAPTA_SESSION_SECRET: secret, PB_URL: config.pbUrl,
       HAPTA_TRUSTED_PROXIES: [config.gate.trustedProxies, 'loopback'].filter(Boolean).join(','),
       HAPTA_MIGRATIONS_DIR: join(projectRoot, 'migrations'),
-    });
+    } });
     running.push({ name: `sidecar-${i}`, proc });
     proc.start();
   }

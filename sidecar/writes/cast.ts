@@ -3,6 +3,8 @@
 // encoding, for the values a request body can hold (JSON-decoded or inferred from form fields). Each
 // helper returns UNSURE only where Go's result is not certain to be what we compute; the caller then
 // leaves the decision to PocketBase.
+import { goFormatFloatF } from '../reads/request.js';
+
 export const UNSURE = Symbol('unsure');
 export type Maybe<T> = T | typeof UNSURE;
 
@@ -11,15 +13,7 @@ export function goFloatF(n: number): string {
   if (Number.isNaN(n)) return 'NaN';
   if (n === Infinity) return '+Inf';
   if (n === -Infinity) return '-Inf';
-  if (Object.is(n, -0)) return '-0';
-  const s = String(n);
-  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
-  if (!m) return s;
-  const [, sign, d, frac = '', expStr] = m;
-  const exp = Number(expStr);
-  const digits = d + frac;
-  if (exp >= 0) return sign + digits.padEnd(exp + 1, '0');
-  return sign + '0.' + '0'.repeat(-exp - 1) + digits;
+  return goFormatFloatF(n);
 }
 
 /** Go's fmt %v of a float64 (what text/template prints in error messages): %g with the shortest
