@@ -1,6 +1,7 @@
 // Hapta's configuration: every option with its type, default, environment variable and a one-line
 // description. Read once at start-up (loadConfig) and passed into constructors; nothing else reads
 // process.env. README's configuration table is printed from OPTIONS by `npm run config:table`.
+import type { RealtimeLimits } from './sidecar/realtime/index.js';
 import type { WriteHooks } from './sidecar/writes/hooks.js';
 
 export interface HaptaConfig {
@@ -28,18 +29,8 @@ export interface HaptaConfig {
   consistency: {
     readWaitMs: number;
   };
-  /** PocketBase's realtime API answered from the replica: caps and timeouts. */
-  realtime: {
-    fromReplica: boolean;
-    maxClients: number;
-    maxClientsPerIp: number;
-    maxSubscriptions: number;
-    maxTopicLength: number;
-    idleTimeoutMs: number;
-    maxLifetimeMs: number;
-    maxBufferedBytes: number;
-    sessionCheckMs: number;
-  };
+  /** PocketBase's realtime API answered from the replica (fromReplica), its caps and timeouts. */
+  realtime: RealtimeLimits & { fromReplica: boolean };
   health: {
     maxLagMs: number;
   };

@@ -1,19 +1,9 @@
-// Test harness for the sidecar's realtime API (sidecar/realtime/): a real PocketBase, the shipped
-// sidecar, and createRealtime() mounted in front of it the way the route table will mount it (the edge's
-// client IP and identity, then the realtime handlers for /api/realtime; everything else goes to the
-// shipped app unchanged). Plus a raw SSE client that keeps every frame byte for byte.
-import Koa from 'koa';
-import { createServer, request, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+// Test harness for the sidecar's realtime API (sidecar/realtime/): a real PocketBase and the shipped
+// sidecar with HAPTA_REALTIME_FROM_REPLICA on (the route table answers /api/realtime), more shipped
+// sidecars with other realtime limits, and a raw SSE client that keeps every frame byte for byte.
+import { request, type IncomingMessage } from 'node:http';
 import type { DeepPartial, HaptaConfig } from '../config.js';
-import { silentLogger } from '../lib/log.js';
-import type { ChangeRow } from '../replica/store.js';
-import type { Sidecar } from '../sidecar/app.js';
-import { cors } from '../sidecar/cors.js';
-import { errorHandler } from '../sidecar/errors.js';
-import { clientIp } from '../sidecar/gate/client-ip.js';
-import { identity } from '../sidecar/identity.js';
-import { createRealtime, type Realtime, type RealtimeDeps, type RealtimeLimits } from '../sidecar/realtime/index.js';
+import type { Realtime, RealtimeLimits } from '../sidecar/realtime/index.js';
 import { superuserToken } from './harness/dump.js';
 import { startPocketBase, SUPERUSER, type PocketBase } from './harness/pocketbase.js';
 import { seedReference, USER_PASSWORD, type SeedCounts, type Seeded } from './harness/seed.js';

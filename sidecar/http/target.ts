@@ -167,10 +167,9 @@ export function canonicalTarget(collections: CollectionLookup) {
     const parsed = parseTarget(ctx.method, ctx.req.url ?? '', collections());
     switch (parsed.kind) {
       case 'options-star':
-        ctx.status = 200;
-        ctx.set('Content-Length', '0');
         ctx.body = null;
         ctx.status = 200;
+        ctx.set('Content-Length', '0');
         return;
       case 'bad':
         ctx.set('Connection', 'close');

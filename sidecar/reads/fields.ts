@@ -2,6 +2,7 @@
 // `:excerpt(max, withEllipsis)` modifier, tokenized the way tools/tokenizer does (quotes and
 // parentheses keep separators). Applied to each item of a list or to the single viewed record.
 import { excerpt } from './excerpt.js';
+import { underscoreOK } from './request.js';
 
 /**
  * `:excerpt(max, withEllipsis)`. `overflow`: max is so large that PocketBase's `max+2` wraps around
@@ -113,31 +114,6 @@ function goParseUint0(s0: string): bigint | null {
   return n;
 }
 
-/** strconv's underscoreOK: underscores only between digits (or right after a base prefix). */
-function underscoreOK(s0: string): boolean {
-  let s = s0;
-  let saw = '^';
-  let i = 0;
-  if (s.length >= 1 && (s[0] === '-' || s[0] === '+')) s = s.slice(1);
-  let hex = false;
-  if (s.length >= 2 && s[0] === '0' && 'box'.includes(lowerByte(s[1]))) {
-    i = 2;
-    saw = '0';
-    hex = lowerByte(s[1]) === 'x';
-  }
-  for (; i < s.length; i++) {
-    const c = s[i];
-    if ((c >= '0' && c <= '9') || (hex && lowerByte(c) >= 'a' && lowerByte(c) <= 'f')) { saw = '0'; continue; }
-    if (c === '_') {
-      if (saw !== '0') return false;
-      saw = '_';
-      continue;
-    }
-    if (saw === '_') return false;
-    saw = '!';
-  }
-  return saw !== '_';
-}
 
 /** Parsed fields; throws FieldsError where PocketBase's picker fails. */
 export class FieldsError extends Error {}

@@ -114,6 +114,30 @@ export function goAtoi(s: string): number | null {
   return Number(n);
 }
 
+/** strconv's underscoreOK: underscores only between digits (or after a base prefix). */
+export function underscoreOK(s: string): boolean {
+  let saw = '^';
+  let i = 0;
+  if (s[0] === '-' || s[0] === '+') s = s.slice(1);
+  let hex = false;
+  if (s.length >= 2 && s[0] === '0' && 'box'.includes(s[1].toLowerCase())) {
+    i = 2;
+    saw = '0';
+    hex = s[1].toLowerCase() === 'x';
+  }
+  for (; i < s.length; i++) {
+    if ((s[i] >= '0' && s[i] <= '9') || (hex && /^[0-9a-fA-F]$/.test(s[i]))) { saw = '0'; continue; }
+    if (s[i] === '_') {
+      if (saw !== '0') return false;
+      saw = '_';
+      continue;
+    }
+    if (saw === '_') return false;
+    saw = '!';
+  }
+  return saw !== '_';
+}
+
 /** strconv.ParseBool; null on error. */
 export function goParseBool(s: string): boolean | null {
   switch (s) {

@@ -6,7 +6,6 @@ import type { Replicator } from '../../replica/replicator.js';
 import { ApiError, sendError } from '../errors.js';
 import { catalogOf } from './catalog.js';
 import { Unsupported } from './errors.js';
-import { FieldsError } from './fields.js';
 import { list, view, type Answer } from './handlers.js';
 import { invalidateResults, ReadSet, tracked } from './query.js';
 import type { ReplicaStore } from '../../replica/store.js';
@@ -176,7 +175,6 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
       }
     } catch (e) {
       if (e instanceof Unsupported) return fallback(e.reason, next);
-      if (e instanceof FieldsError) return fallback('fields_error', next);
       if (e instanceof ApiError) {
         ctx.state.upstream = false;
         ctx.set(STANDARD_HEADERS);

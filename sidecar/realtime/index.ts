@@ -49,17 +49,6 @@ export interface RealtimeLimits {
   sessionCheckMs: number;
 }
 
-export const DEFAULT_REALTIME_LIMITS: RealtimeLimits = {
-  maxClients: 50_000,
-  maxClientsPerIp: 1_000,
-  maxSubscriptions: 1000,
-  maxTopicLength: 2500,
-  idleTimeoutMs: 300_000,
-  maxLifetimeMs: 1_800_000,
-  maxBufferedBytes: 8 << 20,
-  sessionCheckMs: 5_000,
-};
-
 export interface RealtimeDeps {
   replicator: Replicator;
   sessions: SessionManager;
@@ -67,7 +56,8 @@ export interface RealtimeDeps {
   /** The upstream pool (subscriptions relayed to PocketBase); held streams get their own connections. */
   upstream: Upstream;
   log: Logger;
-  limits?: Partial<RealtimeLimits>;
+  /** Caps and timeouts (the configuration's `realtime` section holds the defaults). */
+  limits: RealtimeLimits;
   /** Origins allowed by CORS on the stream (the edge's HAPTA_CORS_ORIGINS; default "*"). */
   corsOrigins?: string;
   /** The requester behind a request (default: requesterFrom(replicator)). */
@@ -118,7 +108,7 @@ const VIA = /^(\w+)_via_(\w+)$/;
 const VIA_OLD = /^(\w+)\((\w+)\)$/;
 
 export function createRealtime(deps: RealtimeDeps): Realtime {
-  const limits: RealtimeLimits = { ...DEFAULT_REALTIME_LIMITS, ...deps.limits };
+  const limits = deps.limits;
   const log = deps.log;
   const identify = deps.identify ?? requesterFrom(deps.replicator);
   const registry = new Registry(limits);

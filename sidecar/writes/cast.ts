@@ -3,7 +3,7 @@
 // encoding, for the values a request body can hold (JSON-decoded or inferred from form fields). Each
 // helper returns UNSURE only where Go's result is not certain to be what we compute; the caller then
 // leaves the decision to PocketBase.
-import { goFormatFloatF } from '../reads/request.js';
+import { goFormatFloatF, underscoreOK } from '../reads/request.js';
 
 export const UNSURE = Symbol('unsure');
 export type Maybe<T> = T | typeof UNSURE;
@@ -29,29 +29,6 @@ export function goFloatV(n: number): string {
 const isDigit = (c: string | undefined) => c !== undefined && c >= '0' && c <= '9';
 const isHex = (c: string | undefined) => c !== undefined && /^[0-9a-fA-F]$/.test(c);
 
-/** strconv's underscoreOK: underscores only between digits (or after a base prefix). */
-function underscoreOK(s: string): boolean {
-  let saw = '^';
-  let i = 0;
-  if (s[0] === '-' || s[0] === '+') s = s.slice(1);
-  let hex = false;
-  if (s.length >= 2 && s[0] === '0' && 'box'.includes(s[1].toLowerCase())) {
-    i = 2;
-    saw = '0';
-    hex = s[1].toLowerCase() === 'x';
-  }
-  for (; i < s.length; i++) {
-    if (isDigit(s[i]) || (hex && isHex(s[i]))) { saw = '0'; continue; }
-    if (s[i] === '_') {
-      if (saw !== '0') return false;
-      saw = '_';
-      continue;
-    }
-    if (saw === '_') return false;
-    saw = '!';
-  }
-  return saw !== '_';
-}
 
 /** Case-insensitive length of the common prefix of s and an ASCII word. */
 function prefixLenIgnoreCase(s: string, word: string): number {
