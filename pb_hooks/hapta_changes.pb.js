@@ -60,12 +60,17 @@ routerAdd("GET", "/api/hapta-sync/changes", (e) => {
     if (r.seq === after) anchor = item;
     else if (changes.length < limit) changes.push(item);
   }
-  // Read after the log rows, so each record is at least as new as the changes that name it.
-  const records = e.request.url.query().get("records") === "1" ? log.lookupChanged(e.app, changes) : {};
+  // Read after the log rows, so each record is at least as new as the changes that name it; a write
+  // committed meanwhile makes it newer. "upper" is the head read after the records: no record returned
+  // is newer than that position (the sidecar's monotonic reads rest on it).
+  const withRecords = e.request.url.query().get("records") === "1";
+  const records = withRecords ? log.lookupChanged(e.app, changes) : {};
+  const upper = withRecords ? log.head(e.app) : head;
   return e.json(200, {
     instance: log.readMeta(e.app, "instance"),
     prunedThrough: parseInt(log.readMeta(e.app, "pruned_through") || "0", 10),
     head,
+    upper,
     anchor,
     changes,
     more: rows.length - (anchor ? 1 : 0) > limit,

@@ -9,6 +9,8 @@ export interface ChangesResponse {
   instance: string;
   prunedThrough: number;
   head: number;
+  /** A position no record in `records` is newer than (the head read after them). */
+  upper: number;
   anchor: ChangeRow | null;
   changes: ChangeRow[];
   more: boolean;
@@ -25,10 +27,13 @@ export interface RowidPage {
 export class ChangeSource {
   constructor(private readonly session: SuperuserSession, private readonly consumerId: string) {}
 
-  readChanges(after: number, limit: number, withRecords: boolean, signal?: AbortSignal): Promise<ChangesResponse> {
+  async readChanges(after: number, limit: number, withRecords: boolean, signal?: AbortSignal): Promise<ChangesResponse> {
     const q = new URLSearchParams({ after: String(after), limit: String(limit), consumer: this.consumerId });
     if (withRecords) q.set('records', '1');
-    return this.session.json<ChangesResponse>('sync', 'GET', `/api/hapta-sync/changes?${q}`, undefined, signal);
+    const res = await this.session.json<ChangesResponse>('sync', 'GET', `/api/hapta-sync/changes?${q}`, undefined, signal);
+    // Hooks older than "upper": the head read after the answer bounds its records just as well.
+    if (typeof res.upper !== 'number') res.upper = withRecords ? (await this.readHead(signal)).head : res.head;
+    return res;
   }
 
   /** The log head now (and the database it belongs to): cheap, no rows. */

@@ -63,6 +63,11 @@ export class Replicator {
     return this.store?.position.seq ?? 0;
   }
 
+  /** A position no state in the replica is newer than (see ReplicaStore.upper). */
+  get upper(): number {
+    return this.store?.upper ?? 0;
+  }
+
   /** Starts the background loop (bootstrap if needed, then follow the log). */
   start(): void {
     this.loop.start();
@@ -315,19 +320,24 @@ export class Replicator {
       if (store === this.store) this.schemaCheckRequested = false;
       const forced = new Set(schemaRows.filter((c) => c.op === 't').map((c) => c.rid));
       copied = await this.syncSchema(store, forced);
+      // Copies are read after this batch's rows: bound them by a head read after them.
+      if (copied.size > 0) store.raiseUpper((await this.source.readHead(this.signal)).head);
       // Planner statistics: new for copied tables, refreshed where the data drifted since.
       if (copied.size > 0) store.analyze([...copied].map((id) => store.entry(id)?.spec.table).filter((t): t is string => t !== undefined));
       else store.optimize();
     }
     if (res.changes.length === 0) return false;
     if (store === this.store) for (const fn of this.beforeApplyListeners) fn(res.changes);
-    const touched = store.applyBatch(res.changes, res.records, copied);
+    const touched = store.applyBatch(res.changes, res.records, copied, res.upper);
     const newest = res.changes[res.changes.length - 1];
     const lagMs = Math.max(0, Date.now() - newest.at);
     if (store === this.store) {
       this.lagMs = lagMs;
       this.opts.onApplied?.({ changes: res.changes.length, records: touched, lagMs });
       for (const fn of this.appliedListeners) fn(res.changes);
+      // Records newer than the position (writes committed during the read): read again now, so the
+      // replica is whole at that state soon and readers bounded by it wait little.
+      if (!res.more && store.upper > store.position.seq) this.announced(store.upper);
     }
     return res.more;
   }

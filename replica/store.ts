@@ -39,6 +39,8 @@ export class ReplicaStore {
   private catalog = new Map<string, CatalogEntry>();
   private statements = new Map<string, { upsert: Database.Statement; remove: Database.Statement }>();
   private byIdStatements = new Map<string, Database.Statement>();
+  private positionCache: Position | null = null;
+  private upperCache: number | null = null;
   /** Called with a collection's name after its table was replaced, created or dropped. */
   readonly tableListeners = new Set<(collection: string) => void>();
 
@@ -100,15 +102,37 @@ export class ReplicaStore {
     return this.getState('instance');
   }
 
+  /** The last change applied: every change up to it is in the replica. Read on every request: cached. */
   get position(): Position {
-    const seq = Number(this.getState('seq') ?? '0');
-    const anchor = this.getState('anchor');
-    return { seq, anchor: anchor ? (JSON.parse(anchor) as ChangeRow) : null };
+    if (!this.positionCache) {
+      const seq = Number(this.getState('seq') ?? '0');
+      const anchor = this.getState('anchor');
+      this.positionCache = { seq, anchor: anchor ? (JSON.parse(anchor) as ChangeRow) : null };
+    }
+    return this.positionCache;
+  }
+
+  /**
+   * A position no state in the replica is newer than. Records arrive as PocketBase holds them when the
+   * log is read, so a record can be newer than the position (a write committed during the read): what a
+   * reader saw here is bounded by this, not by the position.
+   */
+  get upper(): number {
+    this.upperCache ??= Number(this.getState('upper') ?? '0');
+    return Math.max(this.upperCache, this.position.seq);
+  }
+
+  /** Raises the upper bound (records or copies read from PocketBase up to the log head `seq`). */
+  raiseUpper(seq: number): void {
+    if (seq <= this.upper) return;
+    this.setState('upper', String(seq));
+    this.upperCache = seq;
   }
 
   private setPosition(seq: number, anchor: ChangeRow | null): void {
     this.setState('seq', String(seq));
     this.setState('anchor', anchor ? JSON.stringify(anchor) : '');
+    this.positionCache = null;
   }
 
   loadCatalog(): void {
@@ -247,7 +271,7 @@ export class ReplicaStore {
    * (present: upsert; absent: delete), and the position moves to the batch's last change, all in one
    * transaction. Collections in `skip` were just copied whole and are newer than this batch's lookups.
    */
-  applyBatch(changes: ChangeRow[], records: Record<string, RecordPage>, skip: ReadonlySet<string> = new Set()): number {
+  applyBatch(changes: ChangeRow[], records: Record<string, RecordPage>, skip: ReadonlySet<string> = new Set(), upper = 0): number {
     if (changes.length === 0) return 0;
     let touchedCount = 0;
     this.db.transaction(() => {
@@ -273,6 +297,7 @@ export class ReplicaStore {
       }
       const last = changes[changes.length - 1];
       this.setPosition(last.seq, last);
+      this.raiseUpper(upper);
     })();
     return touchedCount;
   }

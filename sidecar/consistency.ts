@@ -147,11 +147,15 @@ export class Consistency {
     return ok;
   }
 
-  /** After a replica read answered at the replica's current position: the newest state this caller saw. */
+  /**
+   * After a replica read: the newest state this caller may have seen. That is the replica's upper bound,
+   * not its position: a record can be newer than the last change applied (written while the log was
+   * read), and another sidecar at that position would show it older.
+   */
   async afterRead(ctx: Context): Promise<void> {
     const store = this.opts.replicator.store;
     if (!store) return;
-    const p = { seq: this.opts.replicator.seq, instance: store.instance ?? '' };
+    const p = { seq: this.opts.replicator.upper, instance: store.instance ?? '' };
     ctx.set(POSITION_HEADER, formatPosition(p));
     const sid = (ctx.state.auth as Authenticated | undefined)?.session.sid;
     if (sid) await this.raise(sid, p);

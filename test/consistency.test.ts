@@ -18,6 +18,13 @@ const REDIS_URL = process.env.HAPTA_TEST_REDIS_URL_CONSISTENCY ?? 'redis://127.0
 class LogDelay {
   delayMs = 0;
   paused = false;
+  /**
+   * Set: the next read of the log with records runs this write between PocketBase's read of the rows
+   * and its read of the records (as a write committing during the hook's read would), then holds
+   * further reads. The sidecar gets the rows as they were and the records as they became.
+   */
+  writeDuringRead: (() => Promise<void>) | null = null;
+  mixedServed: Promise<void> | null = null;
   private held: Array<() => void> = [];
   private server!: Server;
   url = '';
@@ -36,11 +43,37 @@ class LogDelay {
         req.pipe(up);
       };
       if (!req.url?.startsWith('/api/hapta-sync/changes')) return go();
-      if (this.paused) return void this.held.push(go);
-      setTimeout(go, this.delayMs);
+      // A held read is judged again when it is let go (it may then be the one that mixes).
+      const handle = (): void => {
+        if (this.paused) return void this.held.push(handle);
+        if (this.writeDuringRead && req.url!.includes('records=1')) {
+          const write = this.writeDuringRead;
+          this.writeDuringRead = null;
+          this.mixedServed = this.mixed(req.url!, req.headers.authorization ?? '', write, res);
+          return;
+        }
+        setTimeout(go, this.delayMs);
+      };
+      handle();
     });
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
     this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
+  }
+
+  private async mixed(path: string, authorization: string, write: () => Promise<void>, res: import('node:http').ServerResponse): Promise<void> {
+    const get = async (p: string) => (await (await fetch(this.target + p, { headers: { authorization } })).json()) as any;
+    const rows = await get(path.replace('records=1', 'records=0'));
+    await write();
+    const later = await get(path);
+    const named = new Set<string>(rows.changes.map((c: { rid: string }) => c.rid));
+    const records: Record<string, { rowids: number[]; records: Array<{ id: string }> }> = {};
+    for (const [coll, page] of Object.entries(later.records as typeof records)) {
+      const keep = page.records.map((r, i) => [r, page.rowids[i]] as const).filter(([r]) => named.has(r.id));
+      records[coll] = { records: keep.map(([r]) => r), rowids: keep.map(([, id]) => id) };
+    }
+    this.paused = true;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ ...rows, records, upper: later.upper }));
   }
 
   resume(): void {
@@ -135,6 +168,45 @@ describe('read-your-writes and monotonic reads', () => {
       if (name === 'patient') assert.equal(fellBack, 0, 'the replica caught up within the bound: no read went to PocketBase');
       else assert.ok(fellBack >= 6, `reads the replica could not answer in time went to PocketBase, counted (${fellBack})`);
     }
+  });
+
+  test('a record newer than the replica\'s position (written during a log read) is never shown older elsewhere', async () => {
+    const shared = { redisUrl: REDIS_URL, consistency: { readWaitMs: 300 } };
+    const toA = new LogDelay(pb.url);
+    const toB = new LogDelay(pb.url);
+    const a = await sidecarBehind(toA, { ...shared, replica: { consumerId: 'mixed_a' } });
+    const b = await sidecarBehind(toB, { ...shared, replica: { consumerId: 'mixed_b' } });
+    const me = await signIn(a.url, seeded.users[2].email);
+    const target = seeded.posts[1];
+    await api(pb.url, `${posts}/${target}`, { method: 'PATCH', token: su, body: { likes: 0, published: true } });
+    await waitForSync(a);
+    await waitForSync(b);
+    // b follows the log up to the first write (likes 5), then stops.
+    toA.paused = true;
+    await api(pb.url, `${posts}/${target}`, { method: 'PATCH', token: su, body: { likes: 5 } });
+    await waitForSync(b);
+    toB.paused = true;
+    const fallbacks = await metricSum(b.metrics.readFallbacks, { reason: 'replica_behind' });
+    // a reads the rows naming the first write while the second one (likes 7) commits before the records.
+    toA.writeDuringRead = async () => {
+      await api(pb.url, `${posts}/${target}`, { method: 'PATCH', token: su, body: { likes: 7 } });
+    };
+    toA.resume();
+    a.replicator.announced(null); // a read of the log now, whether or not one was held
+    for (let i = 0; i < 200 && !toA.mixedServed; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(toA.mixedServed, 'a read the log');
+    await toA.mixedServed;
+    for (let i = 0; i < 200 && a.replicator.seq < b.replicator.seq; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(a.replicator.seq, b.replicator.seq, 'both replicas are at the first write');
+    assert.ok(a.replicator.upper > a.replicator.seq, 'a holds a record newer than its position');
+    const viaA = await call(a.url, 'GET', `${posts}/${target}`, me.key);
+    assert.equal(viaA.body.likes, 7, 'a shows the record as PocketBase returned it');
+    assert.equal(Number(viaA.position?.split('@')[0]), a.replicator.upper, 'the position a reports bounds what it showed');
+    const viaB = await call(b.url, 'GET', `${posts}/${target}`, me.key);
+    assert.equal(viaB.body.likes, 7, 'b, at the same position, does not show the older state');
+    assert.ok((await metricSum(b.metrics.readFallbacks, { reason: 'replica_behind' })) > fallbacks, 'b answered through PocketBase, counted');
+    toA.resume();
+    toB.resume();
   });
 
   test('a user alternating between two sidecars, one paused, never reads an older state', async () => {
