@@ -4,12 +4,12 @@
 // sidecar in its own process, in front of the real PocketBase. The process must survive, never answer
 // 500, print no error line, uncaught error or stack trace, and still serve reads, proxied requests and
 // writes afterwards; over-limit bodies get PocketBase's 413 on every path that reads a body.
-// HOSTILE_REQUESTS=10000 for a longer run (default 2000), HOSTILE_SEED for another stream,
+// `npm run fuzz -- --requests 100000` (or HOSTILE_REQUESTS=100000) for a longer run (default 2000), HOSTILE_SEED for another stream,
 // HOSTILE_KINDS=aborted,expect to narrow it to some kinds, HOSTILE_VERBOSE=1 for the sidecar's output,
 // a progress probe every 500 requests and the answers per kind.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +35,16 @@ interface Child {
   stderr: () => string;
   exited: () => string | null;
   stop(): Promise<void>;
+}
+
+/** A process's resident memory in MiB, from /proc (0 where there is no /proc). */
+function rssMb(pid: number | undefined): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : 0;
+  } catch {
+    return 0;
+  }
 }
 
 /** The shipped entry point (sidecar/server.ts), configured through the environment, stderr captured. */
@@ -506,8 +516,9 @@ describe('hostile clients', () => {
     assert.deepEqual(problems(sidecar.stderr().slice(mark)), []);
   });
 
-  test(`${REQUESTS} hostile requests: the process survives, never answers 500, logs no crash, still serves`, { timeout: 15 * 60_000 }, async () => {
+  test(`${REQUESTS} hostile requests: the process survives, never answers 500, logs no crash, still serves`, { timeout: 15 * 60_000 + REQUESTS * 20 }, async () => {
     const mark = sidecar.stderr().length;
+    const rssBefore = rssMb(sidecar.proc.pid);
     const next = generator(SEED, ctx);
     const cases = Array.from({ length: REQUESTS }, next);
     const byClass: Record<string, number> = {};
@@ -544,6 +555,8 @@ describe('hostile clients', () => {
     const exact: Record<number, number> = {};
     for (const e of serverErrors) exact[e.status] = (exact[e.status] ?? 0) + 1;
     console.log(`hostile: ${index} requests in ${seconds} s, answers by class ${JSON.stringify(byClass)}, 5xx ${JSON.stringify(exact)}`);
+    const rssAfter = rssMb(sidecar.proc.pid);
+    console.log(`hostile: sidecar RSS ${rssBefore} MB before, ${rssAfter} MB after (${rssAfter - rssBefore >= 0 ? '+' : ''}${rssAfter - rssBefore} MB)`);
     if (process.env.HOSTILE_VERBOSE) console.log(JSON.stringify(byKind, null, 1));
 
     const stderr = sidecar.stderr().slice(mark);
