@@ -11,23 +11,32 @@ const PREFIX = '_hapta_ix_';
 const INDEX = /^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?[`"[]?([A-Za-z0-9_]+)[`"\]]?\s+ON\s+[`"[]?[A-Za-z0-9_]+[`"\]]?\s*\((.*)\)\s*$/is;
 const TERM = /^\s*[`"[]?([A-Za-z0-9_]+)[`"\]]?(\s+COLLATE\s+(?:NOCASE|BINARY|RTRIM))?(\s+(?:ASC|DESC))?\s*$/i;
 
+/**
+ * The key terms of a PocketBase index the replica can hold (a plain column list: `"col" COLLATE X DESC`),
+ * or null for an expression or partial index, or one naming a column the table does not have.
+ */
+export function indexTerms(spec: TableSpec, def: string): { name: string; terms: string[] } | null {
+  const m = INDEX.exec(def);
+  if (!m) return null;
+  const columns = new Set(spec.columns.map((c) => c.name));
+  const terms: string[] = [];
+  for (const raw of m[2].split(',')) {
+    const t = TERM.exec(raw);
+    if (!t || !columns.has(t[1])) return null;
+    terms.push(`${quoteIdent(t[1])}${t[2] ? ` COLLATE ${t[2].trim().split(/\s+/)[1].toUpperCase()}` : ''}${t[3] ? ` ${t[3].trim().toUpperCase()}` : ''}`);
+  }
+  return terms.length > 0 ? { name: m[1], terms } : null;
+}
+
 /** `CREATE INDEX` statements for the replica table, from PocketBase's index definitions. */
 export function replicaIndexes(spec: TableSpec, pbIndexes: readonly string[]): string[] {
-  const columns = new Set(spec.columns.map((c) => c.name));
   const out: string[] = [];
   for (const def of pbIndexes) {
-    const m = INDEX.exec(def);
-    if (!m) continue;
-    const terms: string[] = [];
-    let ok = true;
-    for (const raw of m[2].split(',')) {
-      const t = TERM.exec(raw);
-      if (!t || !columns.has(t[1])) { ok = false; break; }
-      terms.push(`${quoteIdent(t[1])}${t[2] ? ` COLLATE ${t[2].trim().split(/\s+/)[1].toUpperCase()}` : ''}${t[3] ? ` ${t[3].trim().toUpperCase()}` : ''}`);
-    }
-    if (!ok || terms.length === 0) continue;
+    const held = indexTerms(spec, def);
+    if (!held) continue;
+    const terms = [...held.terms];
     if (!terms.some((t) => t.startsWith(quoteIdent(ROWID_COLUMN)))) terms.push(quoteIdent(ROWID_COLUMN));
-    out.push(`CREATE INDEX ${quoteIdent(`${PREFIX}${spec.table}__${m[1]}`)} ON ${quoteIdent(spec.table)} (${terms.join(', ')})`);
+    out.push(`CREATE INDEX ${quoteIdent(`${PREFIX}${spec.table}__${held.name}`)} ON ${quoteIdent(spec.table)} (${terms.join(', ')})`);
   }
   return out;
 }

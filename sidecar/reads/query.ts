@@ -14,7 +14,7 @@ import { buildFilter, parseRule } from './filter-sql.js';
 import type { RequestInfo } from './request.js';
 import { FieldResolver, type BuildContext } from './resolver.js';
 import { col, ParamBag, q, SelectParts } from './sql.js';
-import { replicaIndexes } from '../../replica/indexes.js';
+import { indexTerms } from '../../replica/indexes.js';
 
 export type Row = Record<string, unknown>;
 
@@ -253,25 +253,31 @@ function keysOf(store: ReplicaStore, index: string): string[] {
 
 const UNIQUE_INDEX = /^\s*CREATE\s+UNIQUE\s+INDEX/i;
 
-/**
- * PocketBase indexes the replica does not hold as they are (unique ones become plain, partial and
- * expression ones are skipped): PocketBase's planner may choose them where the replica's cannot.
- * Returns the columns they name.
- */
-const differing = new WeakMap<CollectionInfo, { columns: Set<string>; unique: boolean }>();
-function differingIndexColumns(c: CollectionInfo): { columns: Set<string>; unique: boolean } {
+interface DifferingIndexes {
+  /** Columns named by PocketBase's partial and expression indexes, which the replica does not hold. */
+  columns: Set<string>;
+  /**
+   * Key terms of PocketBase's unique indexes, which the replica holds as plain ones in the same
+   * order (the rowid after the columns; unique keys have no ties to break). The planners differ only
+   * where uniqueness itself counts: a DISTINCT a unique index can answer, and equality on every column.
+   */
+  unique: string[][];
+}
+
+const differing = new WeakMap<CollectionInfo, DifferingIndexes>();
+function differingIndexes(c: CollectionInfo): DifferingIndexes {
   const known = differing.get(c);
   if (known) return known;
-  const columns = new Set<string>();
-  let unique = false;
+  const out: DifferingIndexes = { columns: new Set(), unique: [] };
   for (const def of c.c.indexes ?? []) {
-    const isUnique = UNIQUE_INDEX.test(def);
-    if (!isUnique && replicaIndexes(c.spec, [def]).length > 0) continue;
-    unique ||= isUnique;
+    const held = indexTerms(c.spec, def);
+    if (held) {
+      if (UNIQUE_INDEX.test(def)) out.unique.push(held.terms);
+      continue;
+    }
     const body = /\((.*)\)/s.exec(def)?.[1] ?? '';
-    for (const m of body.matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)) if (c.fields.has(m[0])) columns.add(m[0]);
+    for (const n of body.matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)) if (c.fields.has(n[0])) out.columns.add(n[0]);
   }
-  const out = { columns, unique };
   differing.set(c, out);
   return out;
 }
@@ -285,7 +291,8 @@ function differingIndexColumns(c: CollectionInfo): { columns: Set<string>; uniqu
  * DISTINCT scans use, or an index a filter or the sort uses, forwards or backwards), running
  * PocketBase's statement as it is gives PocketBase's order: `[]`. When it scans the table, the scan is
  * in PocketBase's rowid order: the rowid. Null (rowid order as a guess) where the planners may differ:
- * PocketBase has a unique, partial or expression index the statement could use, the requester's auth row
+ * PocketBase has a partial or expression index the statement could use (or a unique one answers a DISTINCT
+ * some other way than the id index's walk here), the requester's auth row
  * is a derived table, another table is the outer loop, or the plan is one this does not read.
  */
 function arrivalOrder(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo, parts: SelectParts, sql: string, ctx: BuildContext): string[] | null {
@@ -298,8 +305,7 @@ function arrivalOrder(store: ReplicaStore, catalog: Catalog, coll: CollectionInf
     if (c) aliases.set(j.alias, c);
   }
   for (const [alias, c] of aliases) {
-    const diff = differingIndexColumns(c);
-    if (alias === table && diff.unique && parts.distinct) return null;
+    const diff = differingIndexes(c);
     for (const name of diff.columns) if (sql.includes(col(alias, name))) return null;
   }
   const rows = planOf(store, catalog, sql, ctx.bag);
@@ -318,6 +324,14 @@ function arrivalOrder(store: ReplicaStore, catalog: Catalog, coll: CollectionInf
   }
   const m = loop(top[first].detail);
   if (!m) return null;
+  const unique = differingIndexes(coll).unique;
+  if (parts.distinct && unique.length > 0) {
+    // A DISTINCT that walks the id index here walks PocketBase's unique index there: any unique index
+    // over selected columns answers it, and SQLite takes the one declared last (new indexes go first in
+    // its list). Its key order is known; other plans with a unique index in play are not.
+    if (m[1] !== table || m[2] !== `sqlite_autoindex_${table}_1` || m[3]) return null;
+    return [...unique[unique.length - 1].map((term) => `${q(table)}.${term}`), `${col(table, ROWID)} ASC`];
+  }
   if (m[1] === table) {
     // A scan of the table is in PocketBase's rowid order; an index walk is the same walk there.
     if (!m[2] || m[2] === `${table}__pb_rowid`) return [`${col(table, ROWID)} ASC`];
