@@ -120,3 +120,9 @@ routerAdd("GET", "/api/hapta-sync/head", (e) => {
   const log = require(`${__hooks}/hapta/changelog.js`);
   return e.json(200, { instance: log.readMeta(e.app, "instance"), head: log.head(e.app) });
 }, $apis.requireSuperuserAuth());
+
+// GET /api/hapta-sync/planner-schema: the replicated tables' and indexes' SQL and planner statistics
+// (superusers only), so the sidecar can plan PocketBase's statements as PocketBase's SQLite does.
+routerAdd("GET", "/api/hapta-sync/planner-schema", (e) => {
+  return e.json(200, require(`${__hooks}/hapta/changelog.js`).plannerSchema(e.app));
+}, $apis.requireSuperuserAuth());

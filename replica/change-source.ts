@@ -17,6 +17,11 @@ export interface ChangesResponse {
   records: Record<string, RecordPage>;
 }
 
+export interface PlannerSchema {
+  schema: Array<{ type: 'table' | 'index'; name: string; tbl: string; sql: string }>;
+  stats: Array<{ tbl: string; idx: string; stat: string }>;
+}
+
 export interface RowidPage {
   rowids: number[];
   ids: string[];
@@ -70,6 +75,19 @@ export class ChangeSource {
         'schema', 'GET', `/api/collections?page=${page}&perPage=500`, undefined, signal);
       out.push(...res.items);
       if (page >= res.totalPages || res.items.length === 0) return out;
+    }
+  }
+
+  /**
+   * The SQL of the replicated tables and indexes as PocketBase's SQLite holds them, with their planner
+   * statistics; null from hooks that predate it.
+   */
+  async readPlannerSchema(signal?: AbortSignal): Promise<PlannerSchema | null> {
+    try {
+      return await this.session.json<PlannerSchema>('schema', 'GET', '/api/hapta-sync/planner-schema', undefined, signal);
+    } catch (err) {
+      if ((err as { status?: number }).status === 404) return null;
+      throw err;
     }
   }
 

@@ -262,6 +262,7 @@ export class Replicator {
       };
       await Promise.all([worker(), worker()]);
       this.opts.log.info('bootstrap copied', { records: total, ms: Date.now() - started });
+      store.setPlannerSchema(await this.source.readPlannerSchema(signal));
       while (!signal.aborted && (await this.pullOnce(store))) { /* catch up */ }
       store.analyze();
       store.db.pragma('wal_checkpoint(TRUNCATE)');
@@ -345,6 +346,7 @@ export class Replicator {
   /** Brings tables in line with PocketBase's collections; returns the ids of collections copied whole. */
   private async syncSchema(store: ReplicaStore, forced: ReadonlySet<string>): Promise<Set<string>> {
     const remote = await this.replicable();
+    store.setPlannerSchema(await this.source.readPlannerSchema(this.signal));
     const copied = new Set<string>();
     const remoteIds = new Set(remote.map((c) => c.id));
     for (const local of store.collections()) {

@@ -7,6 +7,7 @@ import {
   type PbCollection, type TableSpec,
 } from './schema.js';
 import { syncIndexes } from './indexes.js';
+import type { PlannerSchema } from './change-source.js';
 
 /** Bump when the table layout changes: a replica of another format is rebuilt. */
 export const FORMAT_VERSION = '3';
@@ -41,6 +42,7 @@ export class ReplicaStore {
   private byIdStatements = new Map<string, Database.Statement>();
   private positionCache: Position | null = null;
   private upperCache: number | null = null;
+  private plannerCache: PlannerSchema | null | undefined = undefined;
   /** Called with a collection's name after its table was replaced, created or dropped. */
   readonly tableListeners = new Set<(collection: string) => void>();
 
@@ -127,6 +129,22 @@ export class ReplicaStore {
     if (seq <= this.upper) return;
     this.setState('upper', String(seq));
     this.upperCache = seq;
+  }
+
+  /** PocketBase's own SQL of the replicated tables and their planner statistics (see ChangeSource). */
+  get plannerSchema(): PlannerSchema | null {
+    if (this.plannerCache === undefined) {
+      const raw = this.getState('planner_schema');
+      this.plannerCache = raw ? (JSON.parse(raw) as PlannerSchema) : null;
+    }
+    return this.plannerCache;
+  }
+
+  setPlannerSchema(schema: PlannerSchema | null): void {
+    const raw = schema ? JSON.stringify(schema) : '';
+    if (raw === (this.getState('planner_schema') ?? '')) return;
+    this.setState('planner_schema', raw);
+    this.plannerCache = schema;
   }
 
   private setPosition(seq: number, anchor: ChangeRow | null): void {

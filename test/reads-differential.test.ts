@@ -399,7 +399,10 @@ function planCases(): Case[] {
       L('posts', `${pg}&filter=${enc('tags:each ?= "news"')}`), L('docs', pg), L('posts', pg),
       // Unique indexes (held as plain ones): an OR rule split across them, DISTINCT scans they answer.
       L('follows', pg), L('likes', pg), L('likes', `${pg}&sort=post`), L('likes', `${pg}&filter=${enc('user.name ~ "User"')}`),
-      L('likes', `${pg}&filter=${enc('post.title ~ "Post"')}`));
+      L('likes', `${pg}&filter=${enc('post.title ~ "Post"')}`),
+      // Plans the replica's own planner makes differently (its statistics, plain indexes): the order is
+      // written from PocketBase's plan.
+      L('follows', `${pg}&filter=${enc('follower.name ~ "User"')}`), L('posts', `${pg}&filter=${enc('created > "2020-01-01"')}`));
     for (const sort of ['author', '-author', 'category', '-category', 'published', '-published', 'likes', '-likes']) out.push(L('posts', `${pg}&sort=${sort}`));
     for (const sort of ['post', '-post']) out.push(L('comments', `${pg}&sort=${sort}`));
   }

@@ -230,6 +230,28 @@ function lookupChanged(app, changes) {
   return out;
 }
 
+// The SQL PocketBase's own planner works from: the definitions of the replicated collections' tables
+// and indexes as SQLite holds them, and their planner statistics (none unless someone ran ANALYZE). The
+// sidecar plans PocketBase's statements against an empty copy of this schema to know the order
+// PocketBase returns rows in where a list leaves it to the plan.
+function plannerSchema(app) {
+  const tables = {};
+  for (const c of app.findAllCollections("base", "auth")) if (SAFE_NAME.test(c.name)) tables[c.name] = true;
+  const rows = arrayOf(new DynamicModel({ type: "", name: "", tbl: "", sql: "" }));
+  app.db().newQuery("SELECT type, name, tbl_name AS tbl, sql FROM sqlite_master WHERE type IN ('table', 'index') AND sql IS NOT NULL ORDER BY type DESC, rowid")
+    .all(rows);
+  const schema = [];
+  for (const r of rows) if (tables[r.tbl]) schema.push({ type: r.type, name: r.name, tbl: r.tbl, sql: r.sql });
+  const stats = [];
+  if (tableExists(app, "sqlite_stat1")) {
+    const st = arrayOf(new DynamicModel({ tbl: "", idx: "", stat: "" }));
+    app.db().newQuery("SELECT tbl, COALESCE(idx, '') AS idx, stat FROM sqlite_stat1").all(st);
+    for (const r of st) if (tables[r.tbl]) stats.push({ tbl: r.tbl, idx: r.idx, stat: r.stat });
+  }
+  return { schema, stats };
+}
+
+module.exports.plannerSchema = plannerSchema;
 module.exports.rowidsAfter = rowidsAfter;
 module.exports.findReplicated = findReplicated;
 module.exports.lookupChanged = lookupChanged;

@@ -3,7 +3,9 @@
 // Statements are prepared once per SQL text (bounded LRU per replica connection); results of
 // deterministic queries are cached until the replica applies a change to a table they read.
 import { ApiError } from '../errors.js';
+import BetterSqlite from 'better-sqlite3';
 import type Database from 'better-sqlite3';
+import type { PlannerSchema } from '../../replica/change-source.js';
 import type { ReplicaStore } from '../../replica/store.js';
 import { parseFilter, parseSort, FilterSyntaxError, type SortItem } from '../filter/index.js';
 import { Lru } from '../lru.js';
@@ -285,9 +287,10 @@ function differingIndexes(c: CollectionInfo): DifferingIndexes {
 /**
  * The order SQLite gives PocketBase's list query where the sort leaves it open (no sort, or ties): the
  * order in which the plan's outer loop visits the base table, kept by the stable sorter of an ORDER BY.
- * The replica holds PocketBase's rowids, its id index and its plain indexes (each ending in the rowid)
- * and runs the same SQLite, so the replica's plan of PocketBase's statement is PocketBase's plan as long
- * as both planners see the same choices. When that plan walks an index of the base table (the id index
+ * PocketBase's plan comes from an empty copy of PocketBase's schema and statistics (shadowOf); where the
+ * replica's plan differs, the order is written from PocketBase's plan (orderOfPlan). Where they agree (or
+ * PocketBase's schema is unknown), the replica's plan is read: it holds PocketBase's rowids, its id index
+ * and its plain indexes (each ending in the rowid) and runs the same SQLite. When that plan walks an index of the base table (the id index
  * DISTINCT scans use, or an index a filter or the sort uses, forwards or backwards), running
  * PocketBase's statement as it is gives PocketBase's order: `[]`. When it scans the table, the scan is
  * in PocketBase's rowid order: the rowid. Null (rowid order as a guess) where the planners may differ:
@@ -304,12 +307,20 @@ function arrivalOrder(store: ReplicaStore, catalog: Catalog, coll: CollectionInf
     const c = m ? catalog.find(m[1].replace(/""/g, '"')) : null;
     if (c) aliases.set(j.alias, c);
   }
-  for (const [alias, c] of aliases) {
-    const diff = differingIndexes(c);
-    for (const name of diff.columns) if (sql.includes(col(alias, name))) return null;
-  }
   const rows = planOf(store, catalog, sql, ctx.bag);
   if (!rows) return null;
+  // PocketBase's plan, from its own schema and statistics: where the replica's differs, its order is
+  // rebuilt from PocketBase's plan; where they agree, the replica's plan is read as below.
+  const theirs = pocketBasePlan(store, sql, ctx.bag);
+  if (theirs && !samePlan(rows, theirs)) return orderOfPlan(theirs, coll, parts);
+  if (!theirs) {
+    // Without PocketBase's schema, guesses: indexes the replica does not hold as they are may make the
+    // two planners choose differently.
+    for (const [alias, c] of aliases) {
+      const diff = differingIndexes(c);
+      for (const name of diff.columns) if (sql.includes(col(alias, name))) return null;
+    }
+  }
   const top = rows.filter((x) => x.parent === 0);
   const first = top.findIndex((x) => /^(SCAN|SEARCH|MULTI-INDEX OR)/.test(x.detail));
   if (first === -1 || top.slice(0, first).some((x) => !/^BLOOM FILTER /.test(x.detail))) return null;
@@ -325,7 +336,7 @@ function arrivalOrder(store: ReplicaStore, catalog: Catalog, coll: CollectionInf
   const m = loop(top[first].detail);
   if (!m) return null;
   const unique = differingIndexes(coll).unique;
-  if (parts.distinct && unique.length > 0) {
+  if (!theirs && parts.distinct && unique.length > 0) {
     // A DISTINCT that walks the id index here walks PocketBase's unique index there: any unique index
     // over selected columns answers it, and SQLite takes the one declared last (new indexes go first in
     // its list). Its key order is known; other plans with a unique index in play are not.
@@ -352,6 +363,103 @@ function arrivalOrder(store: ReplicaStore, catalog: Catalog, coll: CollectionInf
   const fixed = (inner[3] ?? '').split(' AND ').map((c) => /^(\w+)=\?$/.exec(c)?.[1]);
   if (keys[keys.length - 1] !== ROWID || keys.length - 1 !== fixed.length || !fixed.every((c, i) => c === keys[i]) || !fixed.includes(rel[1])) return null;
   return [`${col(m[1], ROWID)} ASC`, `${col(table, ROWID)} ASC`];
+}
+
+const shadows = new WeakMap<ReplicaStore, { schema: PlannerSchema; db: Database.Database | null }>();
+const shadowPlans = new WeakMap<Database.Database, Lru<string, PlanRow[] | null>>();
+
+/**
+ * An empty database with PocketBase's own tables, indexes (unique, partial, expression, as declared) and
+ * planner statistics: SQLite plans a statement there as PocketBase's SQLite does, data aside (plans read
+ * statistics, not rows). Null without PocketBase's schema (hooks that predate it) or if it cannot be built.
+ */
+function shadowOf(store: ReplicaStore): Database.Database | null {
+  const schema = store.plannerSchema;
+  if (!schema) return null;
+  let s = shadows.get(store);
+  if (!s || s.schema !== schema) {
+    s?.db?.close();
+    let db: Database.Database | null = new BetterSqlite(':memory:');
+    try {
+      for (const r of schema.schema) if (r.type === 'table') db.exec(r.sql);
+      for (const r of schema.schema) if (r.type === 'index') db.exec(r.sql);
+      if (schema.stats.length > 0) {
+        db.exec('ANALYZE');
+        db.exec('DELETE FROM sqlite_stat1');
+        const put = db.prepare('INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)');
+        for (const st of schema.stats) put.run(st.tbl, st.idx || null, st.stat);
+        db.exec('ANALYZE sqlite_schema');
+      }
+    } catch {
+      db.close();
+      db = null;
+    }
+    shadows.set(store, (s = { schema, db }));
+  }
+  return s.db;
+}
+
+/** PocketBase's plan of one of its statements (the replica's rowid column is its rowid), or null. */
+function pocketBasePlan(store: ReplicaStore, sql: string, bag: ParamBag): PlanRow[] | null {
+  const db = shadowOf(store);
+  if (!db) return null;
+  let cache = shadowPlans.get(db);
+  if (!cache) shadowPlans.set(db, (cache = new Lru(4000)));
+  const bindings = bag.bindingsFor(sql);
+  const key = sql + '\u0000' + JSON.stringify(bindings, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v));
+  const hit = cache.get(key);
+  if (hit !== undefined) return hit;
+  let plan: PlanRow[] | null = null;
+  try {
+    plan = db.prepare(`EXPLAIN QUERY PLAN ${sql.replaceAll(q(ROWID), '"_rowid_"')}`).all(bindings) as PlanRow[];
+  } catch {
+    plan = null;
+  }
+  cache.set(key, plan);
+  return plan;
+}
+
+/** The two plans loop the same way, the replica's index names read as PocketBase's. */
+function samePlan(ours: PlanRow[], theirs: PlanRow[]): boolean {
+  if (ours.length !== theirs.length) return false;
+  const rowidIndex = new RegExp(`^(SCAN \\S+) USING INDEX \\S+__pb_rowid$`);
+  const norm = (d: string) => d.replace(/_hapta_ix_[A-Za-z0-9_]+?__/g, '').replace(rowidIndex, '$1');
+  return ours.every((x, i) => norm(x.detail) === theirs[i].detail);
+}
+
+const DESC = /\sDESC$/i;
+
+/**
+ * The order of PocketBase's plan, written as ORDER BY terms for the replica, where its outer loop walks
+ * the base table: a scan in rowid order, or an index walked forwards or backwards (backwards when the
+ * index gives an ORDER BY in the opposite direction), ties in the rowid. Null for anything else.
+ */
+function orderOfPlan(plan: PlanRow[], coll: CollectionInfo, parts: SelectParts): string[] | null {
+  const table = coll.spec.table;
+  const top = plan.filter((x) => x.parent === 0);
+  const first = top.findIndex((x) => /^(SCAN|SEARCH|MULTI-INDEX OR)/.test(x.detail));
+  if (first === -1 || top.slice(0, first).some((x) => !/^BLOOM FILTER /.test(x.detail))) return null;
+  const m = /^(?:SCAN|SEARCH) (\S+)(?: USING (?:COVERING )?INDEX (\S+))?(?: \((.*)\))?$/.exec(top[first].detail);
+  if (!m || m[1] !== table) return null;
+  if (top.some((x) => /^USE TEMP B-TREE FOR (RIGHT PART|LAST (\d+ TERMS|TERM)) OF ORDER BY$/.test(x.detail))) return null;
+  const sorter = top.some((x) => x.detail === 'USE TEMP B-TREE FOR ORDER BY');
+  let terms: string[] = [];
+  if (m[2] === `sqlite_autoindex_${table}_1`) terms = [q('id')];
+  else if (m[2]) {
+    const held = (coll.c.indexes ?? []).map((def) => indexTerms(coll.spec, def)).find((x) => x?.name === m[2]);
+    if (!held) return null; // an expression or partial index: its order is not written here
+    terms = held.terms;
+  }
+  let backward = false;
+  if (parts.orderBy.length > 0 && !sorter) {
+    // The walk gives the ORDER BY itself: its direction against the index's says which way it runs.
+    const o = new RegExp(`^${escapeRe(q(table))}\\.("(?:[^"]|"")+")\\s+(ASC|DESC)$`, 'i').exec(parts.orderBy[0]);
+    const term = o && terms.find((t) => t === o[1] || t.startsWith(`${o[1]} `));
+    if (!o || !term) return null;
+    backward = (o[2].toUpperCase() === 'DESC') !== DESC.test(term);
+  }
+  const flip = (t: string) => (DESC.test(t) ? t.replace(DESC, ' ASC') : `${t.replace(/\sASC$/i, '')} DESC`);
+  return [...terms.map((t) => `${q(table)}.${backward ? flip(t) : t}`), `${col(table, ROWID)} ${backward ? 'DESC' : 'ASC'}`];
 }
 
 function escapeRe(s: string): string {
