@@ -28,6 +28,18 @@ export function sendError(ctx: Context, status: number, message: string, data: R
   ctx.body = { data, message, status };
 }
 
+export const SHARED_STORE_DOWN = 'The service is temporarily unavailable. Try again later.';
+
+/**
+ * Redis (sessions, rate-limit counters, the login guard, watermarks when sidecars share them) could not
+ * be reached: ioredis gave up on the command after its retries, or the connection is gone.
+ */
+function sharedStoreDown(err: unknown): boolean {
+  const e = err as { name?: string; message?: string; code?: string } | null;
+  if (!e) return false;
+  return e.name === 'MaxRetriesPerRequestError' || e.message === 'Connection is closed.' || e.message === "Stream isn't writeable and enableOfflineQueue options is false";
+}
+
 export function errorHandler(log: Logger) {
   return async function errorHandler(ctx: Context, next: Next): Promise<void> {
     try {
@@ -37,6 +49,10 @@ export function errorHandler(log: Logger) {
       const status = (err as { status?: number; expose?: boolean }).status;
       if (status && status >= 400 && status < 500 && (err as { expose?: boolean }).expose) {
         return sendError(ctx, status, (err as Error).message);
+      }
+      if (sharedStoreDown(err)) {
+        log.warn('shared store unavailable', { method: ctx.method, path: ctx.path, error: (err as Error).message });
+        return sendError(ctx, 503, SHARED_STORE_DOWN);
       }
       log.error('request failed', { method: ctx.method, path: ctx.path, error: (err as Error).message });
       sendError(ctx, 500, 'Something went wrong while processing your request.');
