@@ -33,6 +33,8 @@ export interface HaptaConfig {
   realtime: RealtimeLimits & { fromReplica: boolean };
   health: {
     maxLagMs: number;
+    /** On SIGTERM: how long requests under way may take to finish before connections are closed. */
+    drainMs: number;
   };
   upstream: {
     timeoutMs: number;
@@ -160,6 +162,7 @@ export const OPTIONS: readonly Option[] = [
   { path: 'replica.consumerId', env: 'HAPTA_CONSUMER_ID', kind: 'string', default: 'default', description: 'Name this sidecar reports to PocketBase so the change log is kept until it has read it.' },
   { path: 'upstream.timeoutMs', env: 'HAPTA_UPSTREAM_TIMEOUT_MS', kind: 'number', default: 30000, description: 'Timeout of a request to PocketBase (headers; streams are not cut).' },
   { path: 'consistency.readWaitMs', env: 'HAPTA_READ_WAIT_MS', kind: 'number', default: 1000, description: "How long a read may wait for the replica to reach the caller's watermark (its last write or newest read) before PocketBase answers it instead." },
+  { path: 'health.drainMs', env: 'HAPTA_SHUTDOWN_DRAIN_MS', kind: 'number', default: 8000, description: 'On SIGTERM the sidecar stops accepting connections, answers health with 503 `stopping`, and lets requests under way finish for up to this long before it closes every connection (realtime streams included) and exits.' },
   { path: 'health.maxLagMs', env: 'HAPTA_HEALTH_MAX_LAG_MS', kind: 'number', default: 5000, description: 'Health answers 503 while the replica is behind the change log by more than this (a requested log read not applied for this long while PocketBase answers), so a balancer takes the sidecar out until it catches up; 0: off.' },
   { path: 'realtime.fromReplica', env: 'HAPTA_REALTIME_FROM_REPLICA', kind: 'boolean', default: false, description: "Answer PocketBase's realtime API from the replica (one change stream for any number of subscribers); false: /api/realtime is forwarded to PocketBase. Experimental." },
   { path: 'realtime.maxClients', env: 'HAPTA_REALTIME_MAX_CLIENTS', kind: 'number', default: 50000, description: 'Realtime clients (SSE streams) one sidecar holds; past it a new stream gets 429.' },
@@ -348,6 +351,7 @@ function validate(cfg: HaptaConfig): void {
     if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new ConfigError(`${name} must be a number of at least ${min}`);
   };
   atLeast(cfg.health.maxLagMs, 0, 'HAPTA_HEALTH_MAX_LAG_MS');
+  atLeast(cfg.health.drainMs, 0, 'HAPTA_SHUTDOWN_DRAIN_MS');
   atLeast(fe.snapshotTtlMs, 1, 'HAPTA_FEED_CURSOR_TTL_MS');
   atLeast(fe.reuseMs, 0, 'HAPTA_FEED_REUSE_MS');
   atLeast(fe.answerCacheBytes, 0, 'HAPTA_FEED_ANSWER_CACHE_BYTES');

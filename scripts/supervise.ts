@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline';
 import { Backoff } from '../lib/backoff.js';
 import { projectRoot } from './pocketbase-binary.js';
 
-const STOP_GRACE_MS = 10_000; // SIGTERM, then SIGKILL after this long
+const STOP_GRACE_MS = 15_000; // SIGTERM, then SIGKILL after this long (the sidecar drains for up to 8 s)
 const STABLE_MS = 30_000; // a process up this long starts its backoff over when it next exits
 
 export interface Command {

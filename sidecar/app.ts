@@ -17,7 +17,27 @@ import { requestCounter } from './request-counter.js';
 import { createRouter } from './routes.js';
 import { createServices, type Services, type ServicesDeps } from './services.js';
 
-export function createApp(s: Services): Koa {
+/**
+ * Shutdown: while draining, health answers 503 `stopping` (a balancer stops sending), every answer closes
+ * its connection, and stop() waits for the requests under way (counted until their response is sent or
+ * cut; realtime streams aside, they end when the connections are closed).
+ */
+export class Drain {
+  draining = false;
+  inFlight = 0;
+
+  middleware() {
+    return async (ctx: Koa.Context, next: Koa.Next): Promise<void> => {
+      if (ctx.method === 'GET' && ctx.path === '/api/realtime') return next();
+      this.inFlight++;
+      ctx.res.once('close', () => this.inFlight--);
+      await next();
+      if (this.draining && !ctx.headerSent) ctx.set('Connection', 'close');
+    };
+  }
+}
+
+export function createApp(s: Services, drain = new Drain()): Koa {
   const { config, replicator } = s;
   const app = new Koa();
   app.proxy = false;
@@ -44,7 +64,7 @@ export function createApp(s: Services): Koa {
     feeds: s.feeds,
     // PocketBase's realtime API answered from the replica, or forwarded (HAPTA_REALTIME_FROM_REPLICA).
     realtime: config.realtime.fromReplica ? s.realtime.routes : (_ctx, next) => next(),
-    health: healthRoute(replicator, { maxLagMs: config.health.maxLagMs, pbUrl: config.pbUrl }),
+    health: healthRoute(replicator, { maxLagMs: config.health.maxLagMs, pbUrl: config.pbUrl, draining: () => drain.draining }),
     metrics: metricsRoute(s.metrics, replicator),
     rateLimit: config.rateLimits.enabled ? rateLimits({ rules: config.rateLimits, redis: s.redis }) : (_ctx, next) => next(),
     gate: config.gate,
@@ -53,6 +73,7 @@ export function createApp(s: Services): Koa {
   app.use(errorHandler(s.log));
   app.use(requestCounter(s.metrics));
   app.use(canonicalTarget(() => collectionRefs(replicator.store)));
+  app.use(drain.middleware());
   app.use(cors(config.gate.corsOrigins));
   app.use(clientIp(config.gate.trustedProxies));
   app.use(identity(s.sessions, s.forwarder.identity));
@@ -69,7 +90,8 @@ export interface Sidecar extends Services {
 
 export async function createSidecar(config: HaptaConfig, deps: ServicesDeps = {}): Promise<Sidecar> {
   const services = await createServices(config, deps);
-  const app = createApp(services);
+  const drain = new Drain();
+  const app = createApp(services, drain);
   // Go's http.Server accepts request lines and headers up to 1 MiB (DefaultMaxHeaderBytes); so does this.
   const server = createServer({ maxHeaderSize: 1 << 20 }, app.callback());
   server.keepAliveTimeout = 65_000;
@@ -87,9 +109,18 @@ export async function createSidecar(config: HaptaConfig, deps: ServicesDeps = {}
   return {
     ...services, app, server, url,
     async stop() {
+      // No new connections; requests under way finish (within the bound), with the loops still running
+      // (a read may wait for the replica, a write reads the log head), then everything is closed.
+      drain.draining = true;
+      const closed = new Promise<void>((res) => server.close(() => res()));
+      const deadline = Date.now() + config.health.drainMs;
+      while (drain.inFlight > 0 && Date.now() < deadline) {
+        server.closeIdleConnections();
+        await new Promise((r) => setTimeout(r, 25));
+      }
       await services.stopLoops();
       server.closeAllConnections();
-      await new Promise<void>((res) => server.close(() => res()));
+      await closed;
       await services.close();
     },
   };

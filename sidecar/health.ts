@@ -16,7 +16,7 @@
 // a rebuild under way. A held or failing read while PocketBase answers its own health route is a
 // problem of this sidecar: 503 `lagging`. When PocketBase does not answer, every sidecar is in the same
 // state, and taking all of them out would only stop the reads their replicas can still serve: 200
-// `degraded`.
+// `degraded`. A sidecar shutting down (SIGTERM) answers 503 `stopping` while it finishes what is under way.
 import type { Context } from 'koa';
 import type { Replicator } from '../replica/replicator.js';
 import type { Metrics } from './metrics.js';
@@ -26,6 +26,8 @@ export interface HealthOptions {
   maxLagMs: number;
   /** PocketBase's base URL: its /api/health tells a lagging sidecar from an unreachable PocketBase. */
   pbUrl: string;
+  /** True once the sidecar is shutting down: 503 `stopping`. */
+  draining?: () => boolean;
 }
 
 /** At most one read of the log requested per this many ms (HAProxy checks every second). */
@@ -110,11 +112,12 @@ export function healthRoute(replicator: Replicator, opts: HealthOptions) {
   return async function health(ctx: Context): Promise<void> {
     const ready = replicator.ready;
     const lag = ready ? await tracker.check() : { behindMs: 0, lagging: false, pocketbaseReachable: null };
-    const ok = ready && !lag.lagging;
+    const stopping = opts.draining?.() === true;
+    const ok = ready && !lag.lagging && !stopping;
     ctx.status = ok ? 200 : 503;
     ctx.set('Cache-Control', 'no-store');
     ctx.body = {
-      status: !ready ? 'starting' : lag.lagging ? 'lagging' : lag.pocketbaseReachable === false ? 'degraded' : 'ok',
+      status: stopping ? 'stopping' : !ready ? 'starting' : lag.lagging ? 'lagging' : lag.pocketbaseReachable === false ? 'degraded' : 'ok',
       replica: {
         ready,
         lagMs: replicator.lagMs,

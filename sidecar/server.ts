@@ -22,7 +22,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info('stopping', { signal });
-    const force = setTimeout(() => process.exit(1), 10_000);
+    const force = setTimeout(() => process.exit(1), config.health.drainMs + 5000);
     force.unref();
     sidecar.stop().then(() => process.exit(0), () => process.exit(1));
   };
