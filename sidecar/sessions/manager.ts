@@ -52,6 +52,12 @@ export class SessionManager {
   private readonly refreshing = new Map<string, Promise<string | null>>();
   /** Sealed PocketBase token -> the token, so a busy session is not decrypted on every request. */
   private readonly opened = new Lru<string, string>(20_000);
+  /**
+   * When to refresh each PocketBase token: HAPTA_PB_REFRESH_BEFORE before its expiry, but no earlier than
+   * half of what it had left when this process first saw it (and always in its last minute). A token whose whole lifetime is within the
+   * bound (a superuser's day against the one-day default) would otherwise be refreshed on every use.
+   */
+  private readonly refreshAt = new Lru<string, number>(20_000);
 
   constructor(
     secret: Buffer,
@@ -149,8 +155,14 @@ export class SessionManager {
       if (token) this.opened.set(s.pbToken, token);
     }
     if (!token) return null;
-    if (s.pbTokenExp - Date.now() > this.opts.pbRefreshBeforeSeconds * 1000) return token;
-    if (!s.refreshable && s.pbTokenExp > Date.now()) return token;
+    const now = Date.now();
+    let at = this.refreshAt.get(s.pbToken);
+    if (at === undefined) {
+      at = s.pbTokenExp - Math.min(this.opts.pbRefreshBeforeSeconds * 1000, Math.max(60_000, (s.pbTokenExp - now) / 2));
+      this.refreshAt.set(s.pbToken, at);
+    }
+    if (now < at) return token;
+    if (!s.refreshable && s.pbTokenExp > now) return token;
     return this.refreshPb(s, token);
   }
 
