@@ -402,7 +402,9 @@ function planCases(): Case[] {
       L('likes', `${pg}&filter=${enc('post.title ~ "Post"')}`),
       // Plans the replica's own planner makes differently (its statistics, plain indexes): the order is
       // written from PocketBase's plan.
-      L('follows', `${pg}&filter=${enc('follower.name ~ "User"')}`), L('posts', `${pg}&filter=${enc('created > "2020-01-01"')}`));
+      L('follows', `${pg}&filter=${enc('follower.name ~ "User"')}`), L('posts', `${pg}&filter=${enc('created > "2020-01-01"')}`),
+      // OR splits PocketBase's planner makes and the replica's does not: rules with `||` over indexed fields.
+      L('follows', `${pg}&sort=-following`), L('posts', `${pg}&filter=${enc('category = "a"')}`));
     for (const sort of ['author', '-author', 'category', '-category', 'published', '-published', 'likes', '-likes']) out.push(L('posts', `${pg}&sort=${sort}`));
     for (const sort of ['post', '-post']) out.push(L('comments', `${pg}&sort=${sort}`));
   }

@@ -22,8 +22,11 @@ export function parseRule(text: string): FilterNode {
 
 export function buildFilter(node: FilterNode, r: FieldResolver): string {
   switch (node.kind) {
-    case 'and': case 'or':
-      return '(' + node.items.map((n) => buildFilter(n, r)).join(node.kind === 'and' ? ' AND ' : ' OR ') + ')';
+    case 'and': case 'or': {
+      const items = node.items.map((n) => buildFilter(n, r));
+      if (node.kind === 'or') (r.ctx.orGroups ??= []).push(items);
+      return '(' + items.join(node.kind === 'and' ? ' AND ' : ' OR ') + ')';
+    }
     case 'cmp':
       return buildResolversExpr(r.ctx.bag, resolveOperand(node.left, r), node.op, resolveOperand(node.right, r));
   }

@@ -312,7 +312,7 @@ function arrivalOrder(store: ReplicaStore, catalog: Catalog, coll: CollectionInf
   // PocketBase's plan, from its own schema and statistics: where the replica's differs, its order is
   // rebuilt from PocketBase's plan; where they agree, the replica's plan is read as below.
   const theirs = pocketBasePlan(store, sql, ctx.bag);
-  if (theirs && !samePlan(rows, theirs)) return orderOfPlan(theirs, coll, parts);
+  if (theirs && !samePlan(rows, theirs)) return orderOfPlan(theirs, coll, parts, ctx.orGroups ?? []);
   if (!theirs) {
     // Without PocketBase's schema, guesses: indexes the replica does not hold as they are may make the
     // two planners choose differently.
@@ -429,27 +429,31 @@ function samePlan(ours: PlanRow[], theirs: PlanRow[]): boolean {
 
 const DESC = /\sDESC$/i;
 
+/** The key terms (`"col" COLLATE X DESC`) of PocketBase index `index` of a collection: none for a scan. */
+function keyTerms(c: CollectionInfo, index: string | undefined): string[] | null {
+  if (index === undefined) return [];
+  if (index === `sqlite_autoindex_${c.spec.table}_1`) return [q('id')];
+  // null for an expression or partial index: its order is not written here
+  return (c.c.indexes ?? []).map((def) => indexTerms(c.spec, def)).find((x) => x?.name === index)?.terms ?? null;
+}
+
 /**
  * The order of PocketBase's plan, written as ORDER BY terms for the replica, where its outer loop walks
  * the base table: a scan in rowid order, or an index walked forwards or backwards (backwards when the
  * index gives an ORDER BY in the opposite direction), ties in the rowid. Null for anything else.
  */
-function orderOfPlan(plan: PlanRow[], coll: CollectionInfo, parts: SelectParts): string[] | null {
+function orderOfPlan(plan: PlanRow[], coll: CollectionInfo, parts: SelectParts, orGroups: readonly string[][]): string[] | null {
   const table = coll.spec.table;
   const top = plan.filter((x) => x.parent === 0);
   const first = top.findIndex((x) => /^(SCAN|SEARCH|MULTI-INDEX OR)/.test(x.detail));
   if (first === -1 || top.slice(0, first).some((x) => !/^BLOOM FILTER /.test(x.detail))) return null;
-  const m = /^(?:SCAN|SEARCH) (\S+)(?: USING (?:COVERING )?INDEX (\S+))?(?: \((.*)\))?$/.exec(top[first].detail);
-  if (!m || m[1] !== table) return null;
   if (top.some((x) => /^USE TEMP B-TREE FOR (RIGHT PART|LAST (\d+ TERMS|TERM)) OF ORDER BY$/.test(x.detail))) return null;
   const sorter = top.some((x) => x.detail === 'USE TEMP B-TREE FOR ORDER BY');
-  let terms: string[] = [];
-  if (m[2] === `sqlite_autoindex_${table}_1`) terms = [q('id')];
-  else if (m[2]) {
-    const held = (coll.c.indexes ?? []).map((def) => indexTerms(coll.spec, def)).find((x) => x?.name === m[2]);
-    if (!held) return null; // an expression or partial index: its order is not written here
-    terms = held.terms;
-  }
+  if (top[first].detail === 'MULTI-INDEX OR') return parts.orderBy.length > 0 && !sorter ? null : orSplitOrder(plan, top[first].id, coll, orGroups);
+  const m = /^(?:SCAN|SEARCH) (\S+)(?: USING (?:COVERING )?INDEX (\S+))?(?: \((.*)\))?$/.exec(top[first].detail);
+  if (!m || m[1] !== table) return null;
+  const terms = keyTerms(coll, m[2]);
+  if (!terms) return null;
   let backward = false;
   if (parts.orderBy.length > 0 && !sorter) {
     // The walk gives the ORDER BY itself: its direction against the index's says which way it runs.
@@ -460,6 +464,38 @@ function orderOfPlan(plan: PlanRow[], coll: CollectionInfo, parts: SelectParts):
   }
   const flip = (t: string) => (DESC.test(t) ? t.replace(DESC, ' ASC') : `${t.replace(/\sASC$/i, '')} DESC`);
   return [...terms.map((t) => `${q(table)}.${backward ? flip(t) : t}`), `${col(table, ROWID)} ${backward ? 'DESC' : 'ASC'}`];
+}
+
+/**
+ * An OR split on the base table: SQLite runs one index search per branch of an OR, in the branches'
+ * order, and skips rows an earlier branch gave. Written as: the first branch a row satisfies, then the
+ * key of that branch's index, then the rowid. The OR is found among those the statement was built from
+ * by its branches: each names (as `table.column`) only columns its search constrains.
+ */
+function orSplitOrder(plan: PlanRow[], id: number, coll: CollectionInfo, orGroups: readonly string[][]): string[] | null {
+  const table = coll.spec.table;
+  const under = (p: number): PlanRow[] => plan.filter((x) => x.parent === p).flatMap((x) => [x, ...under(x.id)]);
+  const searches = under(id).filter((x) => /^(SCAN|SEARCH) /.test(x.detail))
+    .map((x) => /^SEARCH (\S+) USING (?:COVERING )?INDEX (\S+) \((.*)\)$/.exec(x.detail));
+  if (searches.length < 2 || searches.some((m) => !m || m[1] !== table)) return null;
+  const constrained = searches.map((m) => new Set(m![3].split(' AND ').map((c) => /^(\w+)[=<>]/.exec(c)?.[1] ?? '')));
+  const named = new RegExp(`${escapeRe(q(table))}\\."((?:[^"]|"")+)"`, 'g');
+  const group = orGroups.find((g) => g.length === searches.length && g.every((branch, k) => {
+    const cols = [...branch.matchAll(named)].map((x) => x[1]);
+    return cols.length > 0 && cols.every((c) => constrained[k].has(c));
+  }));
+  if (!group) return null;
+  const keys: string[] = [`CASE ${group.map((b, k) => `WHEN ${b} THEN ${k}`).join(' ')} ELSE ${group.length} END`];
+  for (let k = 0; k < group.length; k++) {
+    const terms = keyTerms(coll, searches[k]![2]);
+    if (!terms) return null;
+    for (const t of terms) {
+      const m = /^("(?:[^"]|"")+")(\s+COLLATE\s+\w+)?(\s+(?:ASC|DESC))?$/i.exec(t);
+      if (!m) return null;
+      keys.push(`CASE WHEN ${group[k]} THEN ${q(table)}.${m[1]} END${m[2] ?? ''}${m[3] ?? ''}`);
+    }
+  }
+  return [...keys, `${col(table, ROWID)} ASC`];
 }
 
 function escapeRe(s: string): string {

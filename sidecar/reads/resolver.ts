@@ -37,6 +37,8 @@ export interface BuildContext {
   buildRule(text: string, r: FieldResolver): string;
   /** The requester's auth table, once a field needs it (see FieldResolver.authSource). */
   authSource?: AuthSource;
+  /** The SQL of each branch of every OR built, in order (query.ts reads an OR split of the plan with it). */
+  orGroups?: string[][];
 }
 
 /** What `@request.auth.<field>` joins: the auth collection's table, or a one-row table of the requester. */
