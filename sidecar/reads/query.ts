@@ -215,23 +215,24 @@ function totalOrder(coll: CollectionInfo, sort: SortItem[]): boolean {
 }
 
 interface PlanRow { id: number; parent: number; detail: string }
-/** Per catalog: a new one comes with every schema change, and with it new planner statistics. */
-const plans = new WeakMap<Catalog, Lru<string, PlanRow[] | null>>();
+/** Per owner: the replica's catalog (a new one comes with every schema change, and new statistics), or a
+ * copy of PocketBase's schema. */
+const plans = new WeakMap<object, Lru<string, PlanRow[] | null>>();
 
 /**
- * EXPLAIN QUERY PLAN of a statement with its values (both SQLites are built with STAT4: a plan may
- * depend on the values bound).
+ * EXPLAIN QUERY PLAN of a statement with its values on one database (both SQLites are built with STAT4:
+ * a plan may depend on the values bound), cached; null when the statement does not prepare there.
  */
-function planOf(store: ReplicaStore, catalog: Catalog, sql: string, bag: ParamBag): PlanRow[] | null {
-  let cache = plans.get(catalog);
-  if (!cache) plans.set(catalog, (cache = new Lru(4000)));
+function explain(owner: object, db: Database.Database, sql: string, bag: ParamBag, text = sql): PlanRow[] | null {
+  let cache = plans.get(owner);
+  if (!cache) plans.set(owner, (cache = new Lru(4000)));
   const bindings = bag.bindingsFor(sql);
-  const key = sql + '\u0000' + JSON.stringify(bindings, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v));
+  const key = text + '\u0000' + JSON.stringify(bindings, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v));
   const hit = cache.get(key);
   if (hit !== undefined) return hit;
   let plan: PlanRow[] | null = null;
   try {
-    plan = store.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(bindings) as PlanRow[];
+    plan = db.prepare(`EXPLAIN QUERY PLAN ${text}`).all(bindings) as PlanRow[];
   } catch {
     plan = null;
   }
@@ -307,7 +308,7 @@ function arrivalOrder(store: ReplicaStore, catalog: Catalog, coll: CollectionInf
     const c = m ? catalog.find(m[1].replace(/""/g, '"')) : null;
     if (c) aliases.set(j.alias, c);
   }
-  const rows = planOf(store, catalog, sql, ctx.bag);
+  const rows = explain(catalog, store.db, sql, ctx.bag);
   if (!rows) return null;
   // PocketBase's plan, from its own schema and statistics: where the replica's differs, its order is
   // rebuilt from PocketBase's plan; where they agree, the replica's plan is read as below.
@@ -366,7 +367,6 @@ function arrivalOrder(store: ReplicaStore, catalog: Catalog, coll: CollectionInf
 }
 
 const shadows = new WeakMap<ReplicaStore, { schema: PlannerSchema; db: Database.Database | null }>();
-const shadowPlans = new WeakMap<Database.Database, Lru<string, PlanRow[] | null>>();
 
 /**
  * An empty database with PocketBase's own tables, indexes (unique, partial, expression, as declared) and
@@ -402,21 +402,7 @@ function shadowOf(store: ReplicaStore): Database.Database | null {
 /** PocketBase's plan of one of its statements (the replica's rowid column is its rowid), or null. */
 function pocketBasePlan(store: ReplicaStore, sql: string, bag: ParamBag): PlanRow[] | null {
   const db = shadowOf(store);
-  if (!db) return null;
-  let cache = shadowPlans.get(db);
-  if (!cache) shadowPlans.set(db, (cache = new Lru(4000)));
-  const bindings = bag.bindingsFor(sql);
-  const key = sql + '\u0000' + JSON.stringify(bindings, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v));
-  const hit = cache.get(key);
-  if (hit !== undefined) return hit;
-  let plan: PlanRow[] | null = null;
-  try {
-    plan = db.prepare(`EXPLAIN QUERY PLAN ${sql.replaceAll(q(ROWID), '"_rowid_"')}`).all(bindings) as PlanRow[];
-  } catch {
-    plan = null;
-  }
-  cache.set(key, plan);
-  return plan;
+  return db ? explain(db, db, sql, bag, sql.replaceAll(q(ROWID), '"_rowid_"')) : null;
 }
 
 /** The two plans loop the same way, the replica's index names read as PocketBase's. */
