@@ -10,8 +10,14 @@
 // mounted in front of the shipped app as the route table will), and `--loads` load processes holding
 // the subscribers as raw SSE clients.
 //
-// Usage: npm run bench:realtime [-- --sizes 500,2000,5000,10000 --rate 20 --seconds 15 --published 0.1 --loads 2]
+// Usage: npm run bench:realtime [-- --sizes 500,2000,5000,10000 --rate 20 --seconds 15 --published 0.1 --loads 2
+//   --targets pocketbase,sidecar --heap DIR]
+// --heap DIR writes a heap snapshot of the sidecar into DIR at the end of each of its runs (subscribers
+// still connected); the sidecar's heap and RSS at that point are printed either way.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeHeapSnapshot } from 'node:v8';
 import { Agent, request, type IncomingMessage } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -33,6 +39,7 @@ const { values: args } = parseArgs({
     drain: { type: 'string', default: '20' },
     pb: { type: 'string', default: '' },
     migrations: { type: 'string', default: '' },
+    heap: { type: 'string', default: '' },
   },
 });
 
@@ -82,8 +89,17 @@ async function runSidecar(): Promise<void> {
   });
   await waitForSync(sidecar, 120_000);
   process.send!({ ready: sidecar.url });
-  process.on('message', (m: { cmd: string }) => {
+  process.on('message', (m: { cmd: string; dir?: string }) => {
     if (m.cmd === 'stats') process.send!({ stats: sidecar.realtime.stats() });
+    if (m.cmd === 'memory') {
+      const snapshot = m.dir ? writeHeapSnapshot(join(m.dir, `realtime-sidecar-${Date.now()}.heapsnapshot`)) : '';
+      // Resident memory by kind where the system tells (anonymous memory is the heaps, stacks and buffers).
+      let anon = 0;
+      try {
+        anon = Number(/RssAnon:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) * 1024;
+      } catch { /* not Linux */ }
+      process.send!({ memory: { ...process.memoryUsage(), anon }, snapshot });
+    }
   });
   process.on('disconnect', () => process.exit(0));
   // A clean exit (a --cpu-prof profile is written on exit).
@@ -280,6 +296,12 @@ async function main(): Promise<void> {
       keys[i] = (await json<{ token: string }>(`${scUrl}/api/collections/users/impersonate/${id}`, { method: 'POST', token: suKey, body: { duration: 7200 } })).token;
     });
     log(`sidecar ready at ${scUrl}, ${maxN} session keys`);
+    const memory = async (when: string, dir = '') => {
+      const { memory: m, snapshot } = await sidecar.ask<{ memory: NodeJS.MemoryUsage & { anon: number }; snapshot: string }>({ cmd: 'memory', dir: dir || undefined }, 'memory');
+      const mib = (v: number) => (v / 1048576).toFixed(0);
+      log(`sidecar memory, ${when}: rss ${mib(m.rss)} MiB (anonymous ${mib(m.anon)}), heap used ${mib(m.heapUsed)} / total ${mib(m.heapTotal)} MiB, external ${mib(m.external)} MiB${snapshot ? `, snapshot ${snapshot}` : ''}`);
+    };
+    await memory('no subscribers');
 
     const loads = Array.from({ length: loadCount }, () => Child.spawn('load'));
     children.push(...loads);
@@ -302,6 +324,7 @@ async function main(): Promise<void> {
         const connectS = (Date.now() - t0) / 1000;
         const failed = opened.reduce((a, o) => a + o.failed, 0);
         log(`${target}: ${n} subscribers in ${connectS.toFixed(1)} s${failed ? ` (${failed} failed)` : ''}`);
+        if (target === 'sidecar') await memory(`${n} subscribers connected`);
         await sleep(1000);
         await Promise.all(loads.map((l) => l.ask({ cmd: 'reset' }, 'reset')));
 
@@ -362,6 +385,7 @@ async function main(): Promise<void> {
         };
         rows.push(row);
         log(`${target} ${n}: ${row.achieved.toFixed(1)} writes/s, ${delivered}/${expected} delivered, p50 ${lat.p50.toFixed(1)} ms, p99 ${lat.p99.toFixed(1)} ms, cores: PocketBase ${row.pbCores.toFixed(2)}, sidecar ${row.sidecarCores.toFixed(2)}, loads ${loadCores.toFixed(2)}`);
+        if (target === 'sidecar') await memory(`after the writes, ${n} subscribers`, args.heap);
         await Promise.all(loads.map((l) => l.ask({ cmd: 'close' }, 'closed')));
         await sleep(1500);
       }

@@ -10,7 +10,9 @@ import { copyCollection, CopyProgress } from './copier.js';
 import { Loop } from '../lib/lifecycle.js';
 import type { Logger } from '../lib/log.js';
 import { isReplicable, sameTableShape, tableSpec, type PbCollection } from './schema.js';
-import { FORMAT_VERSION, ReplicaStore, type ChangeRow } from './store.js';
+import { FORMAT_VERSION, ReplicaStore, type ChangeRow, type RecordPage } from './store.js';
+
+export type BeforeApplyListener = (changes: readonly ChangeRow[], records: Readonly<Record<string, RecordPage>>) => void;
 
 export interface ReplicatorOptions {
   dataDir: string;
@@ -125,14 +127,15 @@ export class Replicator {
 
   /**
    * Calls `fn` with each batch just before it is applied to the live replica, synchronously (the store
-   * still holds the state before it: realtime judges deletes on that); returns the unsubscribe function.
+   * still holds the state before it: realtime judges deletes on that), with the record states the batch
+   * brings (a record absent from them leaves the replica); returns the unsubscribe function.
    */
-  onBeforeApply(fn: (changes: readonly ChangeRow[]) => void): () => void {
+  onBeforeApply(fn: BeforeApplyListener): () => void {
     this.beforeApplyListeners.add(fn);
     return () => this.beforeApplyListeners.delete(fn);
   }
 
-  private beforeApplyListeners = new Set<(changes: readonly ChangeRow[]) => void>();
+  private beforeApplyListeners = new Set<BeforeApplyListener>();
 
   /** Calls `fn` after every batch applied to the live replica; returns the unsubscribe function. */
   onApplied(fn: (changes: readonly ChangeRow[]) => void): () => void {
@@ -328,7 +331,7 @@ export class Replicator {
       else store.optimize();
     }
     if (res.changes.length === 0) return false;
-    if (store === this.store) for (const fn of this.beforeApplyListeners) fn(res.changes);
+    if (store === this.store) for (const fn of this.beforeApplyListeners) fn(res.changes, res.records);
     const touched = store.applyBatch(res.changes, res.records, copied, res.upper);
     const newest = res.changes[res.changes.length - 1];
     const lagMs = Math.max(0, Date.now() - newest.at);

@@ -143,15 +143,24 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
   // changed, and realtime's evaluates rules over the same statement cache.
   const realtime = createRealtime({
     replicator, sessions, forwarder, upstream, log: log.child({ component: 'realtime-api' }),
-    identify: identifyRequester, corsOrigins: config.gate.corsOrigins, limits: config.realtime,
+    identify: identifyRequester, corsOrigins: config.gate.corsOrigins, limits: config.realtime, writeWaitMs: config.consistency.readWaitMs,
   });
+  // With realtime answered from the replica, a write is answered once the replica holds it (see
+  // Realtime.afterWrite): its events go out first, and the caller's next write cannot overtake them.
+  const writeConsistency = config.realtime.fromReplica ? {
+    readable: (ctx: Koa.Context) => consistency.readable(ctx),
+    afterWrite: async (...args: Parameters<Consistency['afterWrite']>) => {
+      await consistency.afterWrite(...args);
+      await realtime.afterWrite(args[0]);
+    },
+  } : consistency;
   // A PocketBase token passed through (HAPTA_ACCEPT_PB_TOKENS): only PocketBase knows who that is.
   const reads: Koa.Middleware = (ctx, next) => (ctx.state.passThroughAuth ? next() : readRoutes(ctx, next));
   const writes = createWriteRoutes({
     replicator, forwarder, hooks: config.writeHooks,
     maxJsonBody: config.gate.maxJsonBody, maxUploadBody: config.gate.maxUploadBody,
     onRejected: (reason) => metrics.writesRejected.inc({ reason }),
-    consistency,
+    consistency: writeConsistency,
   });
 
   const loops = [replicator, waker, watcher, validator];

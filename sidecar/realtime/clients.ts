@@ -1,10 +1,16 @@
 // Realtime clients: one per GET /api/realtime, identified by a random 40-character id as PocketBase's
-// subscriptions.NewDefaultClient makes them, holding its SSE stream, the identity its subscriptions were
-// made with, and its timers: the stream ends 300 s after the last message sent (PocketBase's
-// IdleTimeout) and 30 min after it opened whatever happens (MaxTimeout). A client that stops reading is
-// dropped once its unsent frames pass a limit, instead of being buffered without bound.
+// subscriptions.NewDefaultClient makes them, holding its SSE stream and the identity its subscriptions
+// were made with. The stream ends 300 s after the last message sent (PocketBase's IdleTimeout) and 30 min
+// after it opened whatever happens (MaxTimeout): one timer of the registry sweeps every client for both.
+// A client that stops reading is dropped once its unsent frames pass a limit, instead of being buffered
+// without bound.
+//
+// Frames go straight to the connection once the response head is out, each write one buffer already
+// framed as the response's chunked body, so a batch costs one small write per client and no stream
+// machinery per frame; the response itself ends the body (its last chunk) when the stream closes.
 import { randomInt } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Requester } from '../reads/index.js';
 import type { Authenticated } from '../sessions/manager.js';
 import type { ParsedTopic } from './options.js';
@@ -46,13 +52,17 @@ export interface ClientTimers {
   maxBufferedBytes: number;
 }
 
+const CRLF = Buffer.from('\r\n');
+
 export type CloseReason = 'idle' | 'lifetime' | 'gone' | 'slow' | 'session' | 'shutdown';
 
 export class RtClient {
   readonly id = newClientId();
-  /** `id:<clientId>\n`, the first line of every frame. */
-  readonly prefix = Buffer.from(`id:${this.id}\n`);
+  /** `id:<clientId>\n`, the first line of every frame (ASCII). */
+  readonly prefix = `id:${this.id}\n`;
   private res: ServerResponse | null = null;
+  private socket: Socket | null = null;
+  private chunked = false;
   readonly connectedAt = Date.now();
   lastSentAt = Date.now();
   closed = false;
@@ -62,51 +72,64 @@ export class RtClient {
   passThroughAuth: string | null = null;
   requester: RequesterRef = ANONYMOUS;
   /** Everything PocketBase is asked on this client's behalf (relayed topics) is sent with these. */
-  forwardState: { headers: Record<string, string | string[] | undefined>; clientIp?: string } = { headers: {} };
+  forwardState: { headers: Record<string, string | string[] | undefined>; clientIp?: string } = NO_FORWARD_STATE;
   local: LocalSub[] = [];
   relayTopics: string[] = [];
   /** Serialises this client's subscription requests. */
   queue: Promise<unknown> = Promise.resolve();
   onClose: Array<(reason: CloseReason) => void> = [];
-  private idleTimer: NodeJS.Timeout | null = null;
-  private lifeTimer: NodeJS.Timeout | null = null;
 
-  constructor(readonly ip: string, private readonly timers: ClientTimers) {
-    this.armIdle(timers.idleTimeoutMs);
-    this.lifeTimer = setTimeout(() => this.close('lifetime'), timers.maxLifetimeMs);
-    this.lifeTimer.unref();
+  constructor(readonly ip: string, private readonly timers: ClientTimers) {}
+
+  /** Why the stream should end at `now` (idle since the last message, or too old), or null. */
+  expired(now: number): CloseReason | null {
+    if (now - this.connectedAt >= this.timers.maxLifetimeMs) return 'lifetime';
+    if (now - this.lastSentAt >= this.timers.idleTimeoutMs) return 'idle';
+    return null;
   }
 
-  /** The idle timer fires at lastSentAt + idle; a message since re-arms it for the remainder. */
-  private armIdle(ms: number): void {
-    this.idleTimer = setTimeout(() => {
-      const left = this.lastSentAt + this.timers.idleTimeoutMs - Date.now();
-      if (left > 0) this.armIdle(left);
-      else this.close('idle');
-    }, ms);
-    this.idleTimer.unref();
-  }
-
-  /** The response the stream is written to (its headers already sent). */
+  /** The response the stream is written to, its head given (writeHead) and sent now. */
   attach(res: ServerResponse): void {
     this.res = res;
+    res.flushHeaders();
+    this.socket = res.socket;
+    this.chunked = res.chunkedEncoding;
     res.on('close', () => this.close('gone'));
     res.on('error', () => this.close('gone'));
   }
 
-  /** Writes frames given as their `event:…\ndata:…\n\n` part (shared by every client), in one write. */
-  sendFrames(tails: Buffer[]): boolean {
-    const parts: Buffer[] = [];
-    for (const t of tails) parts.push(this.prefix, t);
-    return this.send(parts.length === 2 ? Buffer.concat(parts, this.prefix.length + tails[0].length) : Buffer.concat(parts));
+  /** Writes one frame given as its `event:…\ndata:…\n\n` part (shared by every client). */
+  sendFrame(tail: Buffer): boolean {
+    return this.sendFrames([tail]);
   }
 
-  /** Writes frames; false when the client is gone or was dropped for not reading. */
-  send(text: string | Buffer): boolean {
-    if (this.closed || !this.res) return false;
-    this.res.write(text);
+  /** Writes frames given as their `event:…\ndata:…\n\n` part (shared by every client), in one write. */
+  sendFrames(tails: Buffer[]): boolean {
+    let size = 0;
+    for (const t of tails) size += this.prefix.length + t.length;
+    const head = this.chunked ? `${size.toString(16)}\r\n` : '';
+    const out = Buffer.allocUnsafe(head.length + size + (this.chunked ? 2 : 0));
+    let at = out.write(head, 0, 'latin1');
+    for (const t of tails) {
+      at += out.write(this.prefix, at, 'latin1');
+      at += t.copy(out, at);
+    }
+    if (this.chunked) CRLF.copy(out, at);
+    return this.write(out);
+  }
+
+  /** Writes frames given as text; false when the client is gone or was dropped for not reading. */
+  send(text: string): boolean {
+    const body = Buffer.from(text);
+    return this.write(this.chunked ? Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, CRLF]) : body);
+  }
+
+  private write(chunk: Buffer): boolean {
+    const socket = this.socket;
+    if (this.closed || !socket || socket.destroyed) return false;
+    socket.write(chunk);
     this.lastSentAt = Date.now();
-    if (this.res.writableLength > this.timers.maxBufferedBytes) {
+    if (socket.writableLength > this.timers.maxBufferedBytes) {
       this.close('slow');
       return false;
     }
@@ -120,8 +143,6 @@ export class RtClient {
   close(reason: CloseReason): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    if (this.lifeTimer) clearTimeout(this.lifeTimer);
     for (const fn of this.onClose) {
       try {
         fn(reason);
@@ -134,17 +155,35 @@ export class RtClient {
   }
 }
 
+const NO_FORWARD_STATE: RtClient['forwardState'] = Object.freeze({ headers: Object.freeze({}) as Record<string, string> });
+
 export interface RegistryLimits {
   maxClients: number;
   maxClientsPerIp: number;
+  idleTimeoutMs: number;
+  maxLifetimeMs: number;
 }
 
-/** Connected clients by id, with the per-sidecar and per-IP caps. */
+/** Connected clients by id, with the per-sidecar and per-IP caps and the timer ending idle and old streams. */
 export class Registry {
   readonly clients = new Map<string, RtClient>();
   private readonly perIp = new Map<string, number>();
+  private sweeper: NodeJS.Timeout | null = null;
 
   constructor(private readonly limits: RegistryLimits) {}
+
+  /** How often streams are checked: a tenth of the shorter timeout, within 20 ms to 1 s. */
+  private get sweepMs(): number {
+    return Math.min(1000, Math.max(20, Math.floor(Math.min(this.limits.idleTimeoutMs, this.limits.maxLifetimeMs) / 10)));
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const c of [...this.clients.values()]) {
+      const reason = c.expired(now);
+      if (reason) c.close(reason);
+    }
+  }
 
   /** Why a new client from `ip` cannot be accepted, or null. */
   refusal(ip: string): string | null {
@@ -157,6 +196,10 @@ export class Registry {
     this.clients.set(c.id, c);
     this.perIp.set(c.ip, (this.perIp.get(c.ip) ?? 0) + 1);
     c.onClose.push(() => this.remove(c));
+    if (!this.sweeper) {
+      this.sweeper = setInterval(() => this.sweep(), this.sweepMs);
+      this.sweeper.unref();
+    }
   }
 
   private remove(c: RtClient): void {
@@ -165,6 +208,10 @@ export class Registry {
     const n = (this.perIp.get(c.ip) ?? 1) - 1;
     if (n <= 0) this.perIp.delete(c.ip);
     else this.perIp.set(c.ip, n);
+    if (this.clients.size === 0 && this.sweeper) {
+      clearInterval(this.sweeper);
+      this.sweeper = null;
+    }
   }
 
   get(id: string): RtClient | undefined {

@@ -14,7 +14,9 @@ import { Loop } from '../../lib/lifecycle.js';
 import type { Logger } from '../../lib/log.js';
 import type { Upstream } from '../../lib/upstream.js';
 import type { Replicator } from '../../replica/replicator.js';
+import { parsePosition, POSITION_HEADER } from '../consistency.js';
 import { ApiError, sendError } from '../errors.js';
+import { Lru } from '../lru.js';
 import type { Forwarder } from '../http/forward.js';
 import { catalogOf, type Catalog, type CollectionInfo } from '../reads/catalog.js';
 import { Unsupported } from '../reads/errors.js';
@@ -62,6 +64,8 @@ export interface RealtimeDeps {
   corsOrigins?: string;
   /** The requester behind a request (default: requesterFrom(replicator)). */
   identify?: (ctx: Koa.Context) => Promise<Requester>;
+  /** How long afterWrite waits for the replica at most (default 1000 ms: the read wait's default). */
+  writeWaitMs?: number;
 }
 
 export interface RealtimeStats {
@@ -79,6 +83,7 @@ export interface RealtimeStats {
   unsupported: number;
   expandUnsupported: number;
   deletesWithoutPreState: number;
+  deletesAhead: number;
   closed: Record<string, number>;
   /** true when delete events are judged on the exact state before each batch (replicator hook). */
   exactPreState: boolean;
@@ -91,6 +96,15 @@ export interface Realtime {
   subscribe: Koa.Middleware;
   /** Both: GET → connect, POST → subscribe, any other method → next(). */
   routes: Koa.Middleware;
+  /**
+   * After a write through the sidecar that PocketBase acknowledged (its log position in the answer's
+   * X-Hapta-Position, see consistency.ts): resolves once the replica has applied it, while collection
+   * topics are answered here (at most `writeWaitMs`). The write's events are then sent before its
+   * answer, as PocketBase sends them, and the caller's next write cannot reach PocketBase before the
+   * replica has read this one's record states: a delete close behind an update would otherwise be
+   * read together with it, and the update's event lost.
+   */
+  afterWrite(ctx: Koa.Context): Promise<void>;
   stats(): RealtimeStats;
   close(): Promise<void>;
 }
@@ -114,12 +128,13 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
   const registry = new Registry(limits);
   const engine = new Engine(log);
   const relays = new Map<RtClient, Relay>();
+  const sharedOptions = new Lru<string, { key: string; options: LocalSub['options'] }>(1000);
   const closedBy: Record<string, number> = {};
   let relayedFrames = 0;
   const streams = new Pool(deps.upstream.origin, { connections: null, bodyTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 4_000 });
   const relayDeps = { upstream: deps.upstream, streams, forwarder: deps.forwarder, log, onFrame: () => { relayedFrames++; } };
   const batches = attachBatches(deps.replicator, {
-    before: (store, changes) => engine.before(store, changes),
+    before: (store, changes, records) => engine.before(store, changes, records),
     after: (store, changes, withPreState) => {
       engine.after(store, changes, withPreState);
       checkSessionsOf(changes);
@@ -291,8 +306,12 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
         relayed.push(topic);
         continue;
       }
+      // Equal options are one object (and one key) for every subscription that has them.
+      const optKey = optionsKey(parsed.options);
+      let shared = sharedOptions.get(optKey);
+      if (!shared) sharedOptions.set(optKey, (shared = { key: optKey, options: parsed.options }));
       local.push({
-        ...parsed, client, kind: target.kind, collection: target.ref, recordId: target.recordId, optKey: optionsKey(parsed.options),
+        topic: parsed.topic, base: parsed.base, options: shared.options, client, kind: target.kind, collection: target.ref, recordId: target.recordId, optKey: shared.key,
       });
     }
 
@@ -305,7 +324,8 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
     trackSession(client, auth);
     client.auth = auth;
     client.passThroughAuth = passThrough;
-    client.forwardState = { headers: forwardableHeaders(ctx.req.headers), clientIp: ctx.state.clientIp as string | undefined };
+    // Only relayed topics are asked of PocketBase on the client's behalf.
+    if (relayed.length > 0) client.forwardState = { headers: forwardableHeaders(ctx.req.headers), clientIp: ctx.state.clientIp as string | undefined };
     if (relayed.length > 0 || relays.has(client)) {
       let relay = relays.get(client);
       if (!relay) relays.set(client, (relay = new Relay(client, relayDeps)));
@@ -335,8 +355,30 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
     return next();
   };
 
+  const writeWaitMs = deps.writeWaitMs ?? 1000;
+  const afterWrite = async (ctx: Koa.Context): Promise<void> => {
+    const r = deps.replicator;
+    const store = r.store;
+    if (!engine.active || !store) return;
+    const p = parsePosition(String(ctx.response.get(POSITION_HEADER) || ''), store.instance);
+    if (p && p.instance === store.instance && r.seq >= p.seq) return;
+    let off = () => {};
+    let timer: NodeJS.Timeout | undefined;
+    // Without a known position (the head could not be read): a read of the log that starts now covers it.
+    const applied = p && p.instance === store.instance
+      ? new Promise<void>((resolve) => {
+        off = r.onApplied(() => { if (r.seq >= p.seq) resolve(); });
+        r.announced(p.seq);
+      })
+      : r.syncAfterNow();
+    await Promise.race([applied, new Promise<void>((resolve) => (timer = setTimeout(resolve, writeWaitMs)))]).finally(() => {
+      off();
+      clearTimeout(timer);
+    });
+  };
+
   return {
-    connect, subscribe, routes,
+    connect, subscribe, routes, afterWrite,
     stats(): RealtimeStats {
       return {
         clients: registry.size,
@@ -365,7 +407,7 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
 function pickStats(s: Engine['stats']) {
   return {
     batches: s.batches, changes: s.changes, events: s.events, groups: s.groups, renders: s.renders,
-    expandUnsupported: s.expandUnsupported, deletesWithoutPreState: s.deletesWithoutPreState,
+    expandUnsupported: s.expandUnsupported, deletesWithoutPreState: s.deletesWithoutPreState, deletesAhead: s.deletesAhead,
   };
 }
 

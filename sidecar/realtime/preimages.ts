@@ -4,13 +4,13 @@
 //
 // The replicator calls onBeforeApply(fn) synchronously just before it applies a batch to the live replica
 // (the store still holds the previous state); delete events are evaluated there.
-import type { ChangeRow, ReplicaStore } from '../../replica/store.js';
+import type { ChangeRow, RecordPage, ReplicaStore } from '../../replica/store.js';
 import type { Replicator } from '../../replica/replicator.js';
 import type { Logger } from '../../lib/log.js';
 
 export interface BatchHandlers {
-  /** The live store still holds the state before `changes` (exact mode only). */
-  before(store: ReplicaStore, changes: readonly ChangeRow[]): void;
+  /** The live store still holds the state before `changes`; `records` are the states they bring (exact mode only). */
+  before(store: ReplicaStore, changes: readonly ChangeRow[], records: Readonly<Record<string, RecordPage>>): void;
   /**
    * `changes` were applied. `withPreState(fn)` runs fn on the state before them (fallback mode: the
    * deleted rows put back for the duration of fn) and returns its result.
@@ -20,9 +20,9 @@ export interface BatchHandlers {
 
 /** Attaches `h` to the replicator's batches; returns the detach function and which mode is in use. */
 export function attachBatches(replicator: Replicator, h: BatchHandlers, log: Logger): { detach(): void; exact: boolean } {
-  const offBefore = replicator.onBeforeApply((changes) => {
+  const offBefore = replicator.onBeforeApply((changes, records) => {
     const store = replicator.store;
-    if (store) guard(log, () => h.before(store, changes));
+    if (store) guard(log, () => h.before(store, changes, records));
   });
   const offAfter = replicator.onApplied((changes) => {
     const store = replicator.store;

@@ -1,0 +1,135 @@
+// Writes close behind each other and the events they must give. The SDK journey on one session through
+// the sidecar, many times over: subscribe to posts/* as a user, create an own draft (visible to its
+// author only), read it back, update it, delete it at once. Every run must deliver create, update and
+// delete, in that order: the update's state has to reach the replica before the delete reaches
+// PocketBase (a write through the sidecar is answered once the replica holds it), or the two are read
+// together and the update's event is lost. And a record whose delete lands while the log read of its
+// update is under way (its state already gone from that read) must still give its delete event.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { EventSource } from 'eventsource';
+import PocketBaseSDK from 'pocketbase';
+import type { ChangeSource } from '../replica/change-source.js';
+import { api } from './harness/dump.js';
+import { RawClient, startRealtimeEnv, until, USER_PASSWORD, type RealtimeEnv } from './realtime-env.js';
+
+// Node 20 has no EventSource; the SDK's realtime service needs one.
+(globalThis as any).EventSource ??= EventSource;
+
+const RUNS = 20;
+
+describe('realtime journey', { timeout: 240_000 }, () => {
+  let env: RealtimeEnv;
+
+  before(async () => {
+    env = await startRealtimeEnv();
+  });
+  after(async () => {
+    await env?.stop();
+  });
+
+  const journey = async (sdk: PocketBaseSDK, me: string, run: number, reads: (id: string) => Promise<void>) => {
+    const events: string[] = [];
+    const unsubscribe = await sdk.collection('posts').subscribe('*', (e) => {
+      if ((e.record as { title?: string }).title?.startsWith(`journey ${run} `)) events.push(e.action);
+    });
+    try {
+      const post = await sdk.collection('posts').create({ title: `journey ${run} a`, author: me, published: false });
+      await reads(post.id);
+      await sdk.collection('posts').update(post.id, { title: `journey ${run} b` });
+      await sdk.collection('posts').delete(post.id);
+      await until(`run ${run}: three events (got ${events.join(',')})`, () => events.length >= 3, 5000).catch(() => {});
+      return events;
+    } finally {
+      await unsubscribe();
+    }
+  };
+
+  test(`create, read, update, delete of an own draft: every event, ${RUNS} runs`, async () => {
+    const sdk = new PocketBaseSDK(env.url);
+    sdk.autoCancellation(false);
+    const user = env.seeded.users[2];
+    await sdk.collection('users').authWithPassword(user.email, USER_PASSWORD);
+    const lost: string[] = [];
+    for (let run = 0; run < RUNS; run++) {
+      const events = await journey(sdk, user.id, run, async (id) => {
+        assert.equal((await sdk.collection('posts').getOne(id)).id, id);
+      });
+      if (events.join(',') !== 'create,update,delete') lost.push(`run ${run}: ${events.join(',')}`);
+    }
+    assert.deepEqual(lost, [], 'runs with events missing');
+  });
+
+  test(`the same with a list read of the draft between the writes, ${RUNS} runs`, async () => {
+    const sdk = new PocketBaseSDK(env.url);
+    sdk.autoCancellation(false);
+    const user = env.seeded.users[1];
+    await sdk.collection('users').authWithPassword(user.email, USER_PASSWORD);
+    const lost: string[] = [];
+    for (let run = 0; run < RUNS; run++) {
+      const events = await journey(sdk, user.id, RUNS + run, async (id) => {
+        assert.equal((await sdk.collection('posts').getOne(id)).id, id);
+        const list = await sdk.collection('posts').getList(1, 10, { filter: `id = "${id}"` });
+        assert.deepEqual(list.items.map((p) => p.id), [id]);
+      });
+      if (events.join(',') !== 'create,update,delete') lost.push(`run ${run}: ${events.join(',')}`);
+    }
+    assert.deepEqual(lost, [], 'runs with events missing');
+  });
+
+  test('a delete committed while the log read of the update is under way still gives its delete event', async () => {
+    const u0 = env.identities[1];
+    const c = new RawClient(env.url);
+    await c.connect();
+    try {
+      assert.equal((await c.subscribe(['posts/*'], u0.key)).status, 204);
+      const post = await api(env.pb.url, '/api/collections/posts/records', { method: 'POST', token: u0.token, body: { title: 'vanishing a', author: u0.id, published: false } });
+      await until('the create event', () => c.events('posts/*').length === 1);
+      const created = JSON.parse(c.events('posts/*')[0].data).record;
+
+      // The log read that brings the update finds the record already deleted: PocketBase's hook reads
+      // the log rows, then the records, and the delete commits in between. Reads are held until both
+      // writes are in, then the first one is cut before the delete's row, as such a read returns it.
+      const source = (env.sidecar.replicator as unknown as { source: ChangeSource }).source;
+      const read = source.readChanges;
+      let release = () => {};
+      let gate: Promise<void> | null = new Promise((r) => (release = r));
+      let inFlight = 0;
+      let split = true;
+      source.readChanges = async function (this: ChangeSource, ...args: Parameters<ChangeSource['readChanges']>) {
+        if (gate) await gate;
+        inFlight++;
+        try {
+          const res = await read.apply(this, args);
+          const cut = split ? res.changes.findIndex((ch) => ch.rid === post.id && ch.op === 'd') : -1;
+          if (cut <= 0) return res;
+          split = false;
+          return { ...res, changes: res.changes.slice(0, cut), more: true };
+        } finally {
+          inFlight--;
+        }
+      };
+      try {
+        await until('no log read in flight', () => inFlight === 0);
+        const ahead = env.mounted.realtime.stats().deletesAhead;
+        await api(env.pb.url, `/api/collections/posts/records/${post.id}`, { method: 'PATCH', token: u0.token, body: { title: 'vanishing b' } });
+        await api(env.pb.url, `/api/collections/posts/records/${post.id}`, { method: 'DELETE', token: u0.token });
+        gate = null;
+        release();
+        await until('the delete event', () => c.events('posts/*').length >= 2);
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(split, false, 'the read was cut before the delete');
+        const events = c.events('posts/*').map((f) => JSON.parse(f.data) as { action: string; record: Record<string, unknown> });
+        // The update's state never reached the replica: the delete carries the record as it last held it.
+        assert.deepEqual(events.map((e) => e.action), ['create', 'delete']);
+        assert.deepEqual(events[1].record, created);
+        assert.equal(env.mounted.realtime.stats().deletesAhead, ahead + 1);
+      } finally {
+        source.readChanges = read;
+        release();
+      }
+    } finally {
+      c.close();
+    }
+  });
+});
