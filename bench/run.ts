@@ -6,17 +6,22 @@
 //      two sidecars sharing Redis behind HAProxy (scripts/cluster.ts's configuration: round robin,
 //      health checks on /api/hapta/health, X-Forwarded-For).
 //   3. Counts what PocketBase received from its own request log (_logs in auxiliary.db), samples CPU and
-//      RSS of every process, and probes replication lag while the mix runs.
+//      RSS of every process and each sidecar's event-loop delay (a monitor preloaded into the sidecar
+//      process: ELD_MONITOR), and probes replication lag while the mix runs.
 //   4. Writes bench/results/headline.json and bench/results/headline.svg and prints the tables.
 // Options (defaults in brackets): --users [1000] --posts [100000] --likes [500000] --comments [100000]
 // --follows [30000] --requests [50000] --signed-in [300] --anonymous [200] --write-share [0.02]
 // --concurrency [50] --data <dir> (keep the seeded PocketBase there and reuse it next time) --seed-only --no-pair --skip-direct --chart-only.
+// --quick: a smaller size with the same shape (SIZE below: a fifth of the posts, comments and requests),
+// for iterating in a few minutes; it skips the two-sidecar run (unless --pair) and saves its results to
+// the system's temp directory, not as the figure of record (nor the chart).
 import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { HAPROXY_INSTALL_HINT, haproxyBinary, startHaproxy, type Haproxy } from '../scripts/cluster.js';
 import { projectRoot } from '../scripts/pocketbase-binary.js';
@@ -31,12 +36,17 @@ import { watch, type Usage } from './procstat.js';
 import type { ReplayResult, ReplaySpec } from './replay.js';
 import { arg, saveResult, summary, table } from './stats.js';
 
-const SIZES = { users: arg('users', 1000), posts: arg('posts', 100_000), likes: arg('likes', 500_000), comments: arg('comments', 100_000), follows: arg('follows', 30_000) };
-const MIX = { requests: arg('requests', 50_000), signedIn: arg('signed-in', 300), anonymous: arg('anonymous', 200), writeShare: arg('write-share', 0.02), seed: 7 };
+const QUICK = process.argv.includes('--quick');
+/** The full size (the figure of record) and --quick's: the same shape (skew, follows per user, write share), smaller. */
+const SIZE = QUICK
+  ? { users: 300, posts: 20_000, likes: 60_000, comments: 20_000, follows: 9000, requests: 10_000, signedIn: 150, anonymous: 100, warm: 1000 }
+  : { users: 1000, posts: 100_000, likes: 500_000, comments: 100_000, follows: 30_000, requests: 50_000, signedIn: 300, anonymous: 200, warm: 3000 };
+const SIZES = { users: arg('users', SIZE.users), posts: arg('posts', SIZE.posts), likes: arg('likes', SIZE.likes), comments: arg('comments', SIZE.comments), follows: arg('follows', SIZE.follows) };
+const MIX = { requests: arg('requests', SIZE.requests), signedIn: arg('signed-in', SIZE.signedIn), anonymous: arg('anonymous', SIZE.anonymous), writeShare: arg('write-share', 0.02), seed: 7 };
 const CONCURRENCY = arg('concurrency', 50);
 const dataArg = process.argv.indexOf('--data');
 const DATA_DIR = dataArg === -1 ? null : process.argv[dataArg + 1];
-const PAIR = !process.argv.includes('--no-pair');
+const PAIR = QUICK ? process.argv.includes('--pair') : !process.argv.includes('--no-pair');
 const SKIP_DIRECT = process.argv.includes('--skip-direct');
 const REDIS_URL = 'redis://127.0.0.1:6379/8';
 
@@ -131,6 +141,8 @@ function pocketbaseRequests(pb: PocketBase, from: string, to: string): Record<st
       let k = 'other';
       if (path.startsWith('/api/hapta-sync/') || path.startsWith('/api/realtime') || path === '/api/collections' || path.startsWith('/api/collections?')) k = 'replication';
       else if (path.startsWith('/api/collections/audit_log/')) k = 'lag probe';
+      // The sidecar checking the lag probe's superuser session (the only superuser signed in through it).
+      else if (/^\/api\/collections\/(_superusers|pbc_3142635823)(\/|$)/.test(path)) k = 'lag probe';
       else if (/\/auth-|\/request-|\/confirm-/.test(path)) k = 'auth';
       else if (path.startsWith('/api/batch') || (/^\/api\/collections\/[^/]+\/records/.test(path) && r.method !== 'GET')) k = 'writes';
       else if (/^\/api\/(collections\/[^/]+\/records|files)/.test(path)) k = 'reads';
@@ -168,24 +180,80 @@ function lagProbe(pbUrl: string, pbToken: string, sidecarUrl: string, sidecarTok
   return { async stop() { running = false; await loop; return lags; } };
 }
 
+/**
+ * The sidecar's own counters: upstream requests by purpose, read fallbacks by reason, and feed rankings
+ * by profile (how many, how each was obtained, and their total time, pool queue included).
+ */
 async function sidecarUpstream(url: string): Promise<Record<string, number>> {
   const text = await (await fetch(`${url}/api/hapta/metrics`)).text();
   const out: Record<string, number> = {};
+  const add = (key: string, v: string) => { out[key] = (out[key] ?? 0) + Number(v); };
   for (const m of text.matchAll(/^hapta_(upstream_requests_total|read_fallback_total)\{([^}]*)\} (\S+)$/gm)) {
     const label = /(?:purpose|reason)="([^"]*)"/.exec(m[2])?.[1] ?? '';
-    const key = `${m[1] === 'read_fallback_total' ? 'fallback' : 'upstream'}:${label}`;
-    out[key] = (out[key] ?? 0) + Number(m[3]);
+    add(`${m[1] === 'read_fallback_total' ? 'fallback' : 'upstream'}:${label}`, m[3]);
   }
+  for (const m of text.matchAll(/^hapta_feed_rankings_total\{profile="([^"]*)",result="([^"]*)"\} (\S+)$/gm)) add(`rankings:${m[1]}:${m[2]}`, m[3]);
+  for (const m of text.matchAll(/^hapta_feed_ranking_ms_(sum|count)\{profile="([^"]*)"\} (\S+)$/gm)) add(`ranking_ms_${m[1]}:${m[2]}`, m[3]);
   return out;
+}
+
+/**
+ * Preloaded into each sidecar process (main thread only): samples the event-loop delay every millisecond
+ * and, on SIGUSR2, writes the delay since the previous signal to BENCH_ELD_FILE and starts over. A
+ * sample is the time between two ticks of a 1 ms timer, so an idle loop reads about 1 ms.
+ */
+const ELD_MONITOR = `import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { isMainThread } from 'node:worker_threads';
+import { writeFileSync } from 'node:fs';
+const file = process.env.BENCH_ELD_FILE;
+if (isMainThread && file) {
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  h.enable();
+  let seq = 0;
+  const write = () => writeFileSync(file, JSON.stringify({ seq: seq++, n: h.count, p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 }));
+  write();
+  process.on('SIGUSR2', () => { write(); h.reset(); });
+}
+`;
+
+interface LoopDelay { seq: number; n: number; p50: number; p99: number; max: number }
+
+/** The sidecar's event-loop delay since the previous call (the first call starts the count); null without a monitor. */
+async function loopDelay(s: SidecarProcess, file: string): Promise<LoopDelay | null> {
+  if (!existsSync(file)) return null;
+  const before = (JSON.parse(readFileSync(file, 'utf8')) as LoopDelay).seq;
+  process.kill(s.pid, 'SIGUSR2');
+  for (let i = 0; i < 250; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    try {
+      const now = JSON.parse(readFileSync(file, 'utf8')) as LoopDelay;
+      if (now.seq > before) return now;
+    } catch { /* being written */ }
+  }
+  return null;
+}
+
+/** Starts a sidecar process with the event-loop monitor preloaded; `eld` is its monitor's file. */
+async function startMonitoredSidecar(pb: PocketBase, name: string, env: Record<string, string>): Promise<{ s: SidecarProcess; eld: string }> {
+  const monitor = join(work, 'eld-monitor.mjs');
+  if (!existsSync(monitor)) writeFileSync(monitor, ELD_MONITOR);
+  const eld = join(work, `eld-${name}.json`);
+  const s = await startSidecarProcess(pb, { ...env, BENCH_ELD_FILE: eld }, { nodeArgs: [...nodeArgs, '--import', pathToFileURL(monitor).href] });
+  return { s, eld };
 }
 
 const sidecarEnv = (extra: Record<string, string> = {}) => ({ HAPTA_TRUSTED_PROXIES: 'loopback', HAPTA_WATCH_MIGRATIONS: 'false', HAPTA_LOG_LEVEL: 'warn', ...extra });
 // BENCH_SIDECAR_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the sidecars.
 const nodeArgs = process.env.BENCH_SIDECAR_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
 
-interface TargetReport { name: string; result: ReplayResult; usage: Record<string, Usage>; pocketbase?: Record<string, number>; lagMs?: ReturnType<typeof summary>; sidecarCounters?: Record<string, number> }
+interface TargetReport {
+  name: string; result: ReplayResult; usage: Record<string, Usage>; pocketbase?: Record<string, number>; lagMs?: ReturnType<typeof summary>; sidecarCounters?: Record<string, number>;
+  /** Event-loop delay (ms) of each sidecar process over the measured run. */
+  loopDelayMs?: Record<string, LoopDelay>;
+}
 
 async function main(): Promise<void> {
+  const began = Date.now();
   if (PAIR && !process.argv.includes('--seed-only') && !haproxyBinary()) throw new Error(`${HAPROXY_INSTALL_HINT} (the two-sidecar run needs it; --no-pair skips it)`);
   const { pb, data } = await pocketbase();
   if (process.argv.includes('--seed-only')) { await pb.stop(); return; }
@@ -196,7 +264,7 @@ async function main(): Promise<void> {
   let haproxy: Haproxy | null = null;
   try {
     const plan = buildPlan(data, MIX);
-    const warm = buildPlan(data, { ...MIX, requests: 3000, seed: 8, readOnly: true });
+    const warm = buildPlan(data, { ...MIX, requests: SIZE.warm, seed: 8, readOnly: true });
     const planFile = join(work, 'plan.json');
     const warmFile = join(work, 'warm.json');
     writeFileSync(planFile, JSON.stringify(plan));
@@ -222,19 +290,25 @@ async function main(): Promise<void> {
     // 2. One sidecar.
     log('sidecar: starting (replica bootstrap)');
     const t0 = Date.now();
-    sidecar = await startSidecarProcess(pb, sidecarEnv(), { nodeArgs });
+    const started = await startMonitoredSidecar(pb, 'one', sidecarEnv());
+    sidecar = started.s;
     log(`  ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    // Signed in before the warm-up, so the sign-in itself is not in the measured run.
+    const suSidecar = await superuserToken(sidecar.url);
     await replay({ url: sidecar.url, mode: 'sidecar', planFile: warmFile, tag: 'x' }, data.users, {});
     const before = await sidecarUpstream(sidecar.url);
-    const probe = lagProbe(pb.url, suPb, sidecar.url, await superuserToken(sidecar.url));
+    const probe = lagProbe(pb.url, suPb, sidecar.url, suSidecar);
     log('sidecar: measured run');
     const captureFile = join(work, 'capture.json');
+    await loopDelay(sidecar, started.eld);
     const one = await replay({ url: sidecar.url, mode: 'sidecar', planFile, tag: 's', captureFile }, data.users, { PocketBase: pb.pid!, sidecar: sidecar.pid });
+    const eldOne = await loopDelay(sidecar, started.eld);
     const lags = await probe.stop();
     const after = await sidecarUpstream(sidecar.url);
     await settle();
     reports.push({
       name: 'sidecar', result: one.result, usage: one.usage, pocketbase: pocketbaseRequests(pb, one.from, one.to), lagMs: summary(lags),
+      loopDelayMs: eldOne ? { sidecar: eldOne } : undefined,
       sidecarCounters: Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => (v as number) > 0)),
     });
     log(`  ${Math.round(one.result.rps)} req/s, p99 ${one.result.overall.p99.toFixed(1)} ms`);
@@ -257,26 +331,35 @@ async function main(): Promise<void> {
       redis.disconnect();
       log('two sidecars with Redis: starting');
       const env = sidecarEnv({ HAPTA_REDIS_URL: REDIS_URL });
-      const a = await startSidecarProcess(pb, { ...env, HAPTA_CONSUMER_ID: 'bench_a' }, { nodeArgs });
+      const ma = await startMonitoredSidecar(pb, 'a', { ...env, HAPTA_CONSUMER_ID: 'bench_a' });
+      const a = ma.s;
       extra.push(a);
-      const b = await startSidecarProcess(pb, { ...env, HAPTA_CONSUMER_ID: 'bench_b' }, { nodeArgs });
+      const mb = await startMonitoredSidecar(pb, 'b', { ...env, HAPTA_CONSUMER_ID: 'bench_b' });
+      const b = mb.s;
       extra.push(b);
       haproxy = await startHaproxy(join(work, 'haproxy'), { port: await freePort(), backends: [a, b].map((s, i) => ({ name: `s${i + 1}`, port: Number(new URL(s.url).port) })) },
         (line) => { if (/is (UP|DOWN)/.test(line)) log(`  haproxy: ${line}`); });
       for (const name of ['s1', 's2']) await haproxy.waitFor(name, 'UP');
       const lbUrl = haproxy.url;
+      const suPair = await superuserToken(lbUrl);
       await replay({ url: lbUrl, mode: 'sidecar', planFile: warmFile, tag: 'y' }, data.users, {});
-      const probe2 = lagProbe(pb.url, suPb, lbUrl, await superuserToken(lbUrl));
+      const probe2 = lagProbe(pb.url, suPb, lbUrl, suPair);
       log('two sidecars: measured run');
+      await loopDelay(a, ma.eld);
+      await loopDelay(b, mb.eld);
       const two = await replay({ url: lbUrl, mode: 'sidecar', planFile, tag: 'r' }, data.users, { PocketBase: pb.pid!, 'sidecar A': a.pid, 'sidecar B': b.pid, HAProxy: haproxy.proc.pid! });
+      const [eldA, eldB] = [await loopDelay(a, ma.eld), await loopDelay(b, mb.eld)];
       const lags2 = await probe2.stop();
       await settle();
-      reports.push({ name: '2 sidecars + Redis, HAProxy', result: two.result, usage: two.usage, pocketbase: pocketbaseRequests(pb, two.from, two.to), lagMs: summary(lags2) });
+      reports.push({
+        name: '2 sidecars + Redis, HAProxy', result: two.result, usage: two.usage, pocketbase: pocketbaseRequests(pb, two.from, two.to), lagMs: summary(lags2),
+        loopDelayMs: eldA && eldB ? { 'sidecar A': eldA, 'sidecar B': eldB } : undefined,
+      });
       log(`  ${Math.round(two.result.rps)} req/s, p99 ${two.result.overall.p99.toFixed(1)} ms`);
     }
 
-    if (!SKIP_DIRECT) print(reports, counts, planned);
-    else for (const r of reports) console.log(r.name, Math.round(r.result.rps), 'req/s', JSON.stringify(Object.fromEntries(Object.entries(r.result.kinds).map(([k, v]) => [k, [v.p50, v.p99].map(Math.round)]))));
+    print(reports, counts, planned);
+    log(`done in ${((Date.now() - began) / 1000).toFixed(0)} s`);
   } finally {
     for (const c of children) c.kill();
     await haproxy?.stop();
@@ -288,20 +371,42 @@ async function main(): Promise<void> {
 }
 
 function print(reports: TargetReport[], counts: Record<string, number>, planned: number): void {
-  const [direct, one] = reports;
+  const direct = reports.find((r) => r.name === 'PocketBase direct') ?? null;
+  const one = reports.find((r) => r.name === 'sidecar') ?? null;
+  const others = reports.filter((r) => r !== direct && r !== one);
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   const overall = reports.map((r) => [r.name, Math.round(r.result.rps), r.result.overall.p50, r.result.overall.p95, r.result.overall.p99, r.result.overall.errors,
-    r.name === direct.name ? '1.0x' : `${(r.result.rps / direct.result.rps).toFixed(1)}x`,
-    r.name === direct.name ? '1.0x' : `${(direct.result.overall.p99 / r.result.overall.p99).toFixed(1)}x`]);
-  console.log(`\n${planned} requests (${Object.entries(counts).filter(([k]) => WRITE_KINDS.has(k as Kind)).reduce((a, [, n]) => a + n, 0)} writes), ${MIX.signedIn} signed-in + ${MIX.anonymous} anonymous visitors, ${CONCURRENCY} concurrent; data ${JSON.stringify(SIZES)}\n`);
+    !direct ? '-' : r === direct ? '1.0x' : `${(r.result.rps / direct.result.rps).toFixed(1)}x`,
+    !direct ? '-' : r === direct ? '1.0x' : `${(direct.result.overall.p99 / r.result.overall.p99).toFixed(1)}x`]);
+  console.log(`\n${planned} requests (${Object.entries(counts).filter(([k]) => WRITE_KINDS.has(k as Kind)).reduce((a, [, n]) => a + n, 0)} writes), ${MIX.signedIn} signed-in + ${MIX.anonymous} anonymous visitors, ${CONCURRENCY} concurrent; data ${JSON.stringify(SIZES)}${QUICK ? ' (--quick)' : ''}\n`);
   console.log(table(['target', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'throughput vs PB', 'p99 PB/this'], overall));
 
+  // Per kind: PocketBase direct and the sidecar side by side, whether the sidecar's p99 is at most
+  // PocketBase's, then the other targets.
   const kinds = Object.keys(counts) as Kind[];
-  console.log('\nper request type (p50 / p99 ms)\n');
-  console.log(table(['type', 'count', ...reports.map((r) => r.name)], kinds.map((k) => [k, counts[k], ...reports.map((r) => {
-    const x = r.result.kinds[k];
-    return x ? `${x.p50.toFixed(1)} / ${x.p99.toFixed(1)}${x.errors ? ` (${x.errors} err)` : ''}` : '-';
-  })])));
+  const ms = (n: number | undefined) => (n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(1));
+  const errs = (r: TargetReport, k: Kind) => (r.result.kinds[k]?.errors ? ` (${r.result.kinds[k]!.errors} err)` : '');
+  const pair = [direct, one].filter((r): r is TargetReport => r !== null);
+  const short = (r: TargetReport) => (r === direct ? 'PocketBase' : r.name);
+  console.log('\nper request type (ms)\n');
+  console.log(table(
+    ['type', 'count', ...pair.flatMap((r) => [`${short(r)} p50`, `${short(r)} p99`]), ...(direct && one ? ['sidecar p99 <= PB p99'] : []), ...others.map((r) => `${r.name} p50 / p99`)],
+    kinds.map((k) => {
+      const row: (string | number)[] = [k, counts[k]];
+      for (const r of pair) row.push(ms(r.result.kinds[k]?.p50), ms(r.result.kinds[k]?.p99) + errs(r, k));
+      if (direct && one) {
+        const [d, x] = [direct.result.kinds[k]?.p99, one.result.kinds[k]?.p99];
+        row.push(d === undefined || x === undefined ? '-' : x <= d ? 'yes' : `no (${(x / d).toFixed(1)}x)`);
+      }
+      for (const r of others) { const x = r.result.kinds[k]; row.push(x ? `${ms(x.p50)} / ${ms(x.p99)}${errs(r, k)}` : '-'); }
+      return row;
+    })));
+
+  for (const r of reports) {
+    for (const [proc, d] of Object.entries(r.loopDelayMs ?? {})) {
+      console.log(`event-loop delay of ${proc} (${r.name}) over the measured run: p50 ${d.p50.toFixed(2)} ms, p99 ${d.p99.toFixed(2)} ms, max ${d.max.toFixed(1)} ms (${d.n} samples of a 1 ms timer)`);
+    }
+  }
 
   const cats = ['reads', 'writes', 'auth', 'replication', 'lag probe', 'other', 'total'];
   const withPb = reports.filter((r) => r.pocketbase);
@@ -313,11 +418,41 @@ function print(reports: TargetReport[], counts: Record<string, number>, planned:
   console.log('\nCPU and memory during the measured run\n');
   console.log(table(['target', 'process', 'CPU s', 'cores busy', 'peak RSS MiB'], usageRows));
   for (const r of reports) if (r.lagMs) console.log(`replication lag under the mix (${r.name}): p50 ${r.lagMs.p50.toFixed(1)} ms, p99 ${r.lagMs.p99.toFixed(1)} ms, max ${r.lagMs.max.toFixed(1)} ms (${r.lagMs.n} probes)`);
-  if (one.sidecarCounters) console.log(`sidecar's own counters during its run: ${JSON.stringify(one.sidecarCounters)}`);
+
+  // Feed rankings the sidecar ran during its measured run: how many, how obtained, their mean time
+  // (the wait for a pool thread included).
+  const c = one?.sidecarCounters;
+  if (c) {
+    const profiles = [...new Set(Object.keys(c).filter((k) => k.startsWith('ranking_ms_count:')).map((k) => k.split(':')[1]))].sort();
+    if (profiles.length) {
+      console.log('\nfeed rankings during the sidecar\'s run\n');
+      console.log(table(['profile', 'rankings', 'window', 'widened', 'gave_up', 'full', 'mean ms (queue included)'], profiles.map((p) => [p, c[`ranking_ms_count:${p}`],
+        ...['window', 'widened', 'gave_up', 'full'].map((res) => c[`rankings:${p}:${res}`] ?? 0), c[`ranking_ms_sum:${p}`] / c[`ranking_ms_count:${p}`]])));
+    }
+    const rest = Object.fromEntries(Object.entries(c).filter(([k]) => !k.startsWith('ranking')));
+    console.log(`sidecar's own counters during its run: ${JSON.stringify(rest)}`);
+  }
   for (const r of reports) if (r.result.errorSamples.length) console.log(`errors (${r.name}), first ones:\n  ${r.result.errorSamples.slice(0, 5).join('\n  ')}`);
 
+  // The goals: per kind the sidecar's p99 at most PocketBase direct's, overall p99 <= 100 ms, event-loop
+  // delay p99 <= 10 ms, no reads reaching PocketBase.
+  if (direct && one) {
+    const slower = kinds.filter((k) => (one.result.kinds[k]?.p99 ?? 0) > (direct.result.kinds[k]?.p99 ?? Infinity));
+    const eld = one.loopDelayMs?.sidecar;
+    console.log(`\ngoals: per-kind p99 <= PocketBase's: ${slower.length ? `no (${slower.join(', ')})` : 'yes'}; overall p99 ${one.result.overall.p99.toFixed(1)} ms <= 100: ${one.result.overall.p99 <= 100 ? 'yes' : 'no'}; `
+      + `event-loop delay p99 ${eld ? eld.p99.toFixed(2) : '-'} ms <= 10: ${eld ? (eld.p99 <= 10 ? 'yes' : 'no') : '-'}; PocketBase reads ${one.pocketbase?.reads ?? '-'}: ${one.pocketbase?.reads === 0 ? 'yes' : 'no'}`);
+  }
+
+  const result = { command, quick: QUICK, sizes: SIZES, mix: MIX, concurrency: CONCURRENCY, planned: counts, reports };
+  if (QUICK || !direct) {
+    // Not the figure of record: kept out of bench/results.
+    const file = join(tmpdir(), `hapta-headline${QUICK ? '-quick' : ''}${direct ? '' : '-sidecar'}.json`);
+    writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), ...result }, null, 2) + '\n');
+    console.log(`\nsaved ${file}`);
+    return;
+  }
   writeChart(reports, planned);
-  console.log(`\nsaved ${saveResult('headline', { command, sizes: SIZES, mix: MIX, concurrency: CONCURRENCY, planned: counts, reports })} and bench/results/headline.svg`);
+  console.log(`\nsaved ${saveResult('headline', result)} and bench/results/headline.svg`);
 }
 
 interface RunShape { mix: typeof MIX; sizes: typeof SIZES; concurrency: number }

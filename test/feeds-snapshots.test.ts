@@ -19,7 +19,7 @@ describe('shared rankings', () => {
       if (delayMs > 0) await sleep(delayMs);
       else await new Promise<void>((r) => (release = r));
       const ranked = pack(profile, [{ id: `x${n}`, rid: n, score: n, rel: 0, age: 0, fol: 0 }], { attempts: 0, m: 0, k: 0, result: 'full' });
-      return { owner: 'a', profile: 'p', filter: '', match: null, nowMs: Date.now(), ranked };
+      return { owner: 'a', profile: 'p', filter: '', match: null, nowMs: Date.now(), ranked, total: 1, mark: 0 };
     };
     return { build, count: () => builds, release: () => release?.() };
   }

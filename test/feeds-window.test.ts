@@ -2,8 +2,10 @@
 // reference collections' definitions (read from a real PocketBase) and filled with randomized records
 // whose dates are chosen here (PocketBase sets autodates itself), every windowed ranking equals the one
 // that scores every visible item (same ids, order and terms), across profiles, requesters, filters and
-// window sizes, including rankings that must widen or fall back to scoring everything; and the rankings
-// follow the reference score computed here from the raw records.
+// window sizes, including rankings that must widen or fall back to scoring everything; searches too
+// (relevance windows: the best matches by bm25, over texts of few words, so relevance ties and the
+// counters decide), and shared rankings (no requester clauses) ranked as deep as asked; and the
+// rankings follow the reference score computed here from the raw records.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,6 +24,7 @@ import type { Requester } from '../sidecar/reads/request.js';
 import { api, superuserToken } from './harness/dump.js';
 import { startPocketBase } from './harness/pocketbase.js';
 import { makeId, rng } from './harness/seed.js';
+import { ftsMatch, searchTokens } from '../sidecar/feeds/search-text.js';
 import { pbTime, referenceScore } from './feeds-env.js';
 
 const HOUR = 3600_000;
@@ -56,6 +59,22 @@ const PROFILES: Record<string, FeedProfile> = {
     ],
   },
 };
+
+/** Search profiles: relevance windows (the best matches by bm25 are candidates too). */
+const SEARCHES: Record<string, FeedProfile> = {
+  search: REFERENCE_FEEDS.search,
+  // Relevance against strong decayed likes and a short half-life.
+  lively: {
+    collection: 'posts', text: { fields: ['title', 'body'], weight: 1 }, freshness: { field: 'created', weight: 1, halfLifeHours: 48 },
+    interactions: [{ collection: 'likes', field: 'post', weight: 0.3, timeField: 'created', halfLifeHours: 24 }], exclude: blocks,
+  },
+  // Gravity over relevance and exact counts.
+  buzz: {
+    collection: 'posts', text: { fields: ['title', 'body'], weight: 2 }, freshness: { field: 'created', weight: 1, gravity: 1.5 },
+    interactions: [{ collection: 'likes', field: 'post', weight: 0.5 }, { collection: 'comments', field: 'post', weight: 1, timeField: 'created', halfLifeHours: 24 }],
+  },
+};
+const WORDS = ['amber', 'birch', 'cedar', 'dune'];
 
 interface Data {
   users: any[]; posts: any[]; likes: any[]; comments: any[]; follows: any[]; blocks: any[];
@@ -137,7 +156,7 @@ function replica(defs: PbCollection[], data: Data, dir: string, name: string): R
     store.db.transaction(() => rows.forEach((r, i) => stmt.run(encodeRecord(spec, r, i + 1))))();
     store.publishTable(c, build);
   }
-  new FeedIndex(store, feedIndexSpec({ ...REFERENCE_FEEDS, ...PROFILES })).attach();
+  new FeedIndex(store, feedIndexSpec({ ...REFERENCE_FEEDS, ...PROFILES, ...SEARCHES })).attach();
   const likes = defs.find((c) => c.name === 'likes')!;
   const spec = tableSpec(likes);
   const cols = [...spec.columns.map((x) => `"${x.name}"`), '"_pb_rowid"'];
@@ -174,13 +193,13 @@ describe('candidate windows', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  function query(store: ReplicaStore, profile: FeedProfile, who: any | null, filter: string): FeedQuery {
+  function query(store: ReplicaStore, profile: FeedProfile, who: any | null, filter: string, q: string | null = null, shared = false): FeedQuery {
     const catalog = catalogOf(store);
     const users = catalog.find('users')!;
     const requester: Requester = who ? { kind: 'record', collectionId: users.c.id, record: store.record(users.c.id, who.id)! } : { kind: 'anonymous' };
     return {
-      profile, catalog, coll: catalog.find(profile.collection)!, superuser: false, filter, match: null, me: who ? who.id : null,
-      info: { context: 'default', method: 'GET', query: {}, headers: {}, requester },
+      profile, catalog, coll: catalog.find(profile.collection)!, superuser: false, filter, match: q === null ? null : ftsMatch(searchTokens(q)), me: who ? who.id : null,
+      info: { context: 'default', method: 'GET', query: {}, headers: {}, requester }, shared,
     };
   }
 
@@ -237,6 +256,41 @@ describe('candidate windows', () => {
       assert.ok(tally.first > 0 && tally.widened > 0 && tally.gaveUp > 0 && tally.never > 0, `every path taken: ${JSON.stringify(tally)}`);
     });
   }
+
+  test('search windows (the best matches by bm25, the counters, the newest) equal full rankings', () => {
+    const tally = { first: 0, widened: 0, gaveUp: 0, never: 0, cases: 0 };
+    for (const seed of [5, 11]) {
+      const data = dataset(seed, now);
+      // Texts of one to three of a few words: most matches of a word tie on relevance with many others.
+      const rand = rng(seed * 7);
+      const words = () => Array.from({ length: 1 + Math.floor(rand() * 3) }, () => WORDS[Math.floor(WORDS.length * rand() ** 1.5)]).join(' ');
+      for (const p of data.posts) { p.title = words(); p.body = rand() < 0.5 ? '' : `<p>${words()}</p>`; }
+      const store = replica(defs, data, dir, `s${seed}.db`);
+      stores.push(store);
+      for (const [name, profile] of Object.entries(SEARCHES)) {
+        for (const q of [WORDS[0], WORDS[1], `${WORDS[0]} ${WORDS[1]}`, WORDS[3], 'nothing']) {
+          for (const [who, shared] of [[null, false], [data.users[0], false], [data.users[3], false], [null, true]] as const) {
+            for (const filter of shared ? [''] : ['', 'category != "b"']) {
+              for (const { cap, opts } of [{ cap: 5, opts: { m0: 2, k0: 1, l0: 1 } }, { cap: 20, opts: {} }, { cap: 8, opts: { m0: 40, k0: 30, l0: 3 } }, { cap: 30, opts: { m0: 4, k0: 60, l0: 10 } }]) {
+                const fq = query(store, profile, who, filter, q, shared);
+                assert.ok(hasWindow(fq), `${name} should have a window`);
+                const plan = rankPlan(fq, now, cap);
+                assert.ok(plan.window?.top, 'a relevance window');
+                const { rows, stats } = both(store, plan, opts);
+                tally.cases++;
+                if (stats.result === 'window') {
+                  if (stats.attempts === 1) tally.first++; else tally.widened++;
+                  assert.equal(rows.length, cap, 'an accepted window holds cap items');
+                } else if (stats.attempts > 0) tally.gaveUp++;
+                else tally.never++;
+              }
+            }
+          }
+        }
+      }
+    }
+    assert.ok(tally.first > 0 && tally.widened > 0 && tally.gaveUp > 0 && tally.never > 0, `every path taken: ${JSON.stringify(tally)}`);
+  });
 
   test('ties, old popular posts, empty and future dates are ranked as the full ranking ranks them', () => {
     const data = dataset(41, now);
@@ -324,9 +378,13 @@ describe('candidate windows', () => {
     }
     const negative: FeedProfile = { ...REFERENCE_FEEDS.trending, interactions: [{ collection: 'likes', field: 'post', weight: -1 }] };
     const relevance: FeedProfile = { ...REFERENCE_FEEDS.search, requireQuery: false, interactions: [] };
+    const against: FeedProfile = { ...relevance, text: { fields: ['title', 'body'], weight: -1 } };
     assert.equal(windowable(negative, false), false);
-    assert.equal(windowable(relevance, true), false);
+    // Relevance is bounded by the l-th best match's: a window holds the best l matches.
+    assert.equal(windowable(relevance, true), true);
     assert.equal(windowable(relevance, false), true);
+    assert.equal(windowable(against, true), false, 'relevance that lowers the score has no bound');
+    assert.equal(windowable(against, false), true);
     assert.equal(hasWindow(query(store, REFERENCE_FEEDS.latest, null, '')), false, 'age alone: the date index walk');
     assert.equal(hasWindow(query(store, REFERENCE_FEEDS.following, data.users[0], '')), false, 'following only: driven by follows');
     assert.equal(rankPlan(query(store, negative, null, ''), now, 10).window, null);

@@ -1,5 +1,6 @@
 // Public entry of the ranked feeds: `createFeedRoutes` answers GET /api/hapta/feeds/{profile} from the
-// replica (ranking in the worker pool, PocketBase's rules, list shape, stable cursors).
+// replica (rankings shared by requesters and ranked in the worker pool's lanes, PocketBase's rules, list
+// shape, stable cursors).
 import type Koa from 'koa';
 import type { FeedProfile } from '../../config.js';
 import type { Replicator } from '../../replica/replicator.js';
@@ -7,7 +8,7 @@ import type { Requester } from '../reads/request.js';
 import type { QueryPool } from './query-pool.js';
 import { feedRoutes, type FeedRoutesOptions } from './routes.js';
 
-export { QueryPool, QueryError } from './query-pool.js';
+export { QueryPool, QueryError, type Lane } from './query-pool.js';
 export { feedIndexSpec, counterFor } from './profiles.js';
 export type { FeedRoutesOptions } from './routes.js';
 export type { WindowOptions, WindowStats } from './window.js';
@@ -17,6 +18,6 @@ export function createFeedRoutes(opts: {
   profiles: Record<string, FeedProfile>;
   identify(ctx: Koa.Context): Promise<Requester>;
   pool: QueryPool;
-} & Partial<Pick<FeedRoutesOptions, 'readable' | 'afterRead' | 'maxItems' | 'snapshotTtlMs' | 'maxSnapshots' | 'reuseMs' | 'answerCacheBytes' | 'window' | 'onRanked'>>): Koa.Middleware {
+} & Partial<Pick<FeedRoutesOptions, 'readable' | 'afterRead' | 'maxItems' | 'snapshotTtlMs' | 'maxSnapshots' | 'reuseMs' | 'answerCacheBytes' | 'window' | 'onRanked' | 'shareRankings' | 'maxSharedDepth' | 'clock'>>): Koa.Middleware {
   return feedRoutes(opts);
 }

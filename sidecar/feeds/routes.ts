@@ -1,8 +1,17 @@
 // GET /api/hapta/feeds/{profile}: a ranked page of one collection's records, answered in PocketBase's list
-// shape with the read path's rules, expand and fields. Rankings run in the QueryPool (window.ts); a page
-// query (a few rows by id) runs on the main thread's replica connection like the read path's queries,
-// except a search page's match re-check, which goes to the pool. Paging goes through snapshots
-// (snapshots.ts) and cursors.
+// shape with the read path's rules, expand and fields. Rankings run in the QueryPool (window.ts), searches
+// in a lane of their own; a page query (a few rows by id) runs on the main thread's replica connection
+// like the read path's queries, except a search page's match re-check, which goes to the pool. Paging
+// goes through snapshots (snapshots.ts) and cursors.
+//
+// A requester's ranking is, where the score does not depend on who asks (score.ts: requesterFree), the
+// shared ranking (shared.ts: one per profile and search text, for every requester) restricted to the
+// items that requester may see: its order, scores and instant, filtered with their rules (feed-sql.ts:
+// filterSql), and counted (countSql). That filtered prefix is exactly the requester's own ranking's:
+// every item they may see is in the shared order, and one the prefix lacks ranks after the shared
+// ranking's last item. When too few of its items pass, the shared ranking is ranked deeper; past
+// `maxSharedDepth`, the requester is ranked alone. A search ranks as deep as its pages need (a page
+// costs what it shows, window.ts), and further when a later page asks.
 import type Database from 'better-sqlite3';
 import type Koa from 'koa';
 import type { FeedProfile } from '../../config.js';
@@ -18,12 +27,13 @@ import type { Row } from '../reads/query.js';
 import { node, recordJson, recordPlain } from '../reads/records.js';
 import { firstValues, parseGoQuery, requestHeaders, requesterKey, type Requester, type RequestInfo } from '../reads/request.js';
 import { AnswerCache } from './answers.js';
-import { pageSql, rankPlan, type FeedQuery, type PageSql } from './feed-sql.js';
-import { QueryError, type QueryPool } from './query-pool.js';
-import { termsAt } from './score.js';
+import { countSql, filterSql, pageSql, rankPlan, type FeedQuery, type PageSql } from './feed-sql.js';
+import { QueryError, type Filtered, type Lane, type QueryPool } from './query-pool.js';
+import { requesterFree, termsAt } from './score.js';
 import { ftsMatch, searchTokens } from './search-text.js';
-import { SnapshotStore, type Snapshot } from './snapshots.js';
-import { idsBetween, type WindowOptions, type WindowStats } from './window.js';
+import { SharedRankings, type SharedRanking } from './shared.js';
+import { SnapshotStore, type Snapshot, type SnapshotSource } from './snapshots.js';
+import { extend, idsBetween, itemsAt, type Ranked, type WindowOptions, type WindowStats } from './window.js';
 
 export interface FeedRoutesOptions {
   replicator: Replicator;
@@ -47,7 +57,19 @@ export interface FeedRoutesOptions {
   afterRead?(ctx: Koa.Context): Promise<void>;
   /** Called after each ranking with its profile, how it was obtained and how long it took. */
   onRanked?(profile: string, stats: WindowStats, ms: number): void;
+  /** Rank once for every requester and filter per requester (needs reuseMs > 0). Default true. */
+  shareRankings?: boolean;
+  /** Deepest a shared ranking goes before a requester who keeps too few of its items is ranked alone. Default 4 * maxItems. */
+  maxSharedDepth?: number;
+  /** The frozen instant of new rankings (tests fix it). Default Date.now. */
+  clock?: () => number;
 }
+
+/**
+ * What a first page's ranking gave: the snapshot's prefix, its requester's item count, how to continue
+ * it, and the replica's change count when its ranking started.
+ */
+interface Prefix { nowMs: number; ranked: Ranked; total: number; source?: SnapshotSource; mark: number }
 
 const PATH = /^\/api\/hapta\/feeds\/([^/]+)$/;
 const NOT_FOUND = "The requested resource wasn't found.";
@@ -110,7 +132,7 @@ function allRulesShareable(catalog: Catalog): boolean {
  */
 function pageQuery(snap: Snapshot, fq: FeedQuery, requester: Requester, ids: string[]): PageSql {
   const reusable = shareable(fq.coll, fq.filter);
-  const key = reusable ? (requester.kind === 'anonymous' ? '' : JSON.stringify(requester.record)) : '';
+  const key = reusable ? `${fq.match === null ? 0 : 1}${requester.kind === 'anonymous' ? '' : JSON.stringify(requester.record)}` : '';
   const kept = snap.page;
   if (reusable && kept && kept.catalog === fq.catalog && kept.key === key) {
     return { ...kept.sql, bindings: { ...kept.sql.bindings, [kept.sql.idsParam]: JSON.stringify(ids) } };
@@ -122,12 +144,21 @@ function pageQuery(snap: Snapshot, fq: FeedQuery, requester: Requester, ids: str
 
 export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
   const cap = Math.max(1, Math.min(10_000, opts.maxItems ?? 1000));
-  const snapshots = new SnapshotStore({ ttlMs: opts.snapshotTtlMs ?? 600_000, max: opts.maxSnapshots ?? 2000, reuseMs: opts.reuseMs ?? 2000 });
+  const reuseMs = opts.reuseMs ?? 2000;
+  const clock = opts.clock ?? Date.now;
+  const snapshots = new SnapshotStore({ ttlMs: opts.snapshotTtlMs ?? 600_000, max: opts.maxSnapshots ?? 2000, reuseMs });
+  // Sharing pays only when rankings are reused: with reuseMs 0 every request ranks for its requester.
+  const sharing = opts.shareRankings !== false && reuseMs > 0;
+  const maxShared = Math.max(cap, opts.maxSharedDepth ?? 4 * cap);
   let lastStore: ReplicaStore | null = null;
   // Without change notifications nothing could tell a kept page is stale: then none is kept.
   const notified = typeof opts.replicator.onApplied === 'function';
   const answers = new AnswerCache({ maxBytes: notified ? opts.answerCacheBytes ?? 32 << 20 : 0, maxEntries: 2000 });
   if (notified) opts.replicator.onApplied(() => answers.changed());
+  // The applied batches counted, when they are notified (else never "unchanged": -1 each time).
+  let unknown = 0;
+  const mark = () => (notified ? answers.mark : --unknown);
+  const shared = new SharedRankings({ reuseMs, max: 500, clock, mark });
 
   return async function feeds(ctx, next) {
     const m = PATH.exec(ctx.path);
@@ -143,7 +174,7 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
       // Read the store after the await: it may have been swapped meanwhile.
       const store = opts.replicator.store;
       if (!store) throw new ApiError(503, 'The feed is not available right now.');
-      if (store !== lastStore) { snapshots.clear(); lastStore = store; }
+      if (store !== lastStore) { snapshots.clear(); shared.clear(); lastStore = store; }
       const body = await answer(ctx, store, name, profile, requester);
       ctx.status = 200;
       ctx.set('Content-Type', 'application/json');
@@ -160,6 +191,117 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
       throw e;
     }
   };
+
+  /** Searches rank, filter and re-check in their own lane. */
+  function laneOf(fq: FeedQuery): Lane {
+    return fq.match !== null ? 'search' : 'feeds';
+  }
+
+  /** How deep a ranking goes for pages up to `need`: a search only as deep as asked (rounded up), others the cap. */
+  function depthFor(fq: FeedQuery, need: number): number {
+    return fq.match !== null ? Math.min(cap, Math.max(32, 2 ** Math.ceil(Math.log2(Math.max(1, need))))) : cap;
+  }
+
+  async function rank(name: string, fq: FeedQuery, nowMs: number, depth: number, filter?: Parameters<QueryPool['rankFiltered']>[3]): Promise<{ ranked: Ranked; kept?: Filtered }> {
+    const t0 = Date.now();
+    const res = await opts.pool.rankFiltered(fq.profile, rankPlan(fq, nowMs, depth), opts.window, filter, laneOf(fq));
+    opts.onRanked?.(name, res.ranked.stats, Date.now() - t0);
+    return res;
+  }
+
+  /** The requester's ranking alone, `depth` deep, and their item count (counted when it may hold more). */
+  async function alone(name: string, fq: FeedQuery, nowMs: number, depth: number): Promise<Prefix> {
+    const since = mark();
+    const { ranked } = await rank(name, fq, nowMs, depth);
+    if (ranked.count < depth || depth >= cap) return { nowMs, ranked, total: Math.min(cap, ranked.count), mark: since };
+    const c = countSql(fq, cap);
+    const [row] = await opts.pool.all<{ n: number }>(c.sql, [c.bindings], laneOf(fq));
+    return { nowMs, ranked, total: Math.max(ranked.count, Math.min(cap, Number(row?.n ?? 0))), source: { depth }, mark: since };
+  }
+
+  /** The requester's filter over a shared ranking, and their count (sql-worker.ts: FilterTask). */
+  function filterTask(fq: FeedQuery) {
+    const f = filterSql(fq);
+    return { sql: f.sql, bindings: f.bindings, idsParam: f.idsParam, count: countSql(fq, cap) };
+  }
+
+  /**
+   * The shared ranking `s` restricted to the requester's items, deepened until the prefix covers `need`
+   * items of theirs (or all they have); null when that would take more than maxSharedDepth. `known`: the
+   * requester's filter already run over a ranking (by the task that built it).
+   */
+  async function filtered(name: string, fq: FeedQuery, s: SharedRanking, need: number, known?: { ranked: Ranked; kept: Filtered } | null): Promise<Prefix | null> {
+    const task = filterTask(fq);
+    const build = sharedBuild(name, fq);
+    for (;;) {
+      const ranked = s.ranked;
+      const since = s.mark;
+      const kept = known && known.ranked === ranked ? known.kept : await opts.pool.filter({ ...task, rids: ranked.rids.subarray(0, ranked.count) }, laneOf(fq));
+      const prefix = itemsAt(ranked, kept.keep, cap);
+      const complete = s.complete || prefix.count >= cap;
+      // Complete: the requester's whole ranking (the count, a moment later, may see a newer state).
+      const total = complete ? prefix.count : Math.max(prefix.count, Math.min(cap, kept.total));
+      if (complete || prefix.count >= Math.min(need, total)) {
+        return { nowMs: s.nowMs, ranked: prefix, total, source: complete || prefix.count >= total ? undefined : { shared: s }, mark: since };
+      }
+      // Deep enough, at the share of items this requester keeps, to hold what they need.
+      const want = Math.ceil((1.5 * Math.min(need, total) * ranked.count) / Math.max(1, kept.keep.length));
+      if (s.depth >= maxShared || want > maxShared) return null;
+      s = await shared.deepen(s, Math.min(maxShared, Math.max(4 * s.depth, want)), build);
+    }
+  }
+
+  function sharedBuild(name: string, fq: FeedQuery) {
+    return async (nowMs: number, depth: number) => (await rank(name, { ...fq, shared: true }, nowMs, depth)).ranked;
+  }
+
+  /** A first page's ranking: from the shared one when the profile allows, else (or when too few pass) alone. */
+  async function first(name: string, fq: FeedQuery, need: number): Promise<Prefix> {
+    if (sharing && requesterFree(fq.profile)) {
+      const depth = Math.min(maxShared, fq.match !== null ? Math.max(2 * need, 50) : Math.max(4 * need, 200));
+      // A shared ranking this request builds carries its filter along (most search texts are new).
+      let known: { ranked: Ranked; kept: Filtered } | null = null;
+      const task = filterTask(fq);
+      const s = await shared.obtain(JSON.stringify([name, fq.match]), depth, async (nowMs, d) => {
+        const res = await rank(name, { ...fq, shared: true }, nowMs, d, task);
+        if (res.kept) known = { ranked: res.ranked, kept: res.kept };
+        return res.ranked;
+      });
+      const got = await filtered(name, fq, s, need, known);
+      if (got) return got;
+      return alone(name, fq, s.nowMs, depthFor(fq, need));
+    }
+    return alone(name, fq, clock(), depthFor(fq, need));
+  }
+
+  /** Continues `snap`'s ranking until it holds `need` items (or all there are), at its instant. */
+  async function ensure(snap: Snapshot, fq: FeedQuery, name: string, need: number): Promise<void> {
+    while (snap.source && snap.ranked.count < need) {
+      if (!snap.extending) {
+        const p = continued(snap, fq, name, need).then((more) => {
+          const before = snap.ranked.count;
+          snap.ranked = extend(snap.ranked, more.ranked, cap);
+          // Nothing new (the items left became invisible meanwhile): the ranking ends here.
+          snap.source = more.source && snap.ranked.count < snap.total && snap.ranked.count > before ? more.source : undefined;
+        });
+        snap.extending = p;
+        const done = () => { if (snap.extending === p) snap.extending = undefined; };
+        p.then(done, done);
+      }
+      await snap.extending;
+    }
+  }
+
+  async function continued(snap: Snapshot, fq: FeedQuery, name: string, need: number): Promise<Prefix> {
+    const src = snap.source!;
+    if ('shared' in src) {
+      // The shared ranking may be deeper by now; filtered() deepens it further if that is not enough.
+      const got = await filtered(name, fq, src.shared, need);
+      if (got && got.ranked.count > snap.ranked.count) return got;
+    }
+    const depth = Math.max(depthFor(fq, need), 'depth' in src ? Math.min(cap, 4 * src.depth) : 0);
+    return alone(name, fq, snap.nowMs, depth);
+  }
 
   async function answer(ctx: Koa.Context, store: ReplicaStore, name: string, profile: FeedProfile, requester: Requester): Promise<string> {
     const query = firstValues(parseGoQuery(ctx.querystring));
@@ -198,15 +340,12 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
       const filter = query.filter ?? '';
       const fq: FeedQuery = { profile, catalog, coll, info, superuser, filter, match, me };
       const reuseKey = shareable(coll, filter) ? JSON.stringify([owner, name, filter, match]) : null;
-      snap = await snapshots.obtain(reuseKey, async () => {
-        const nowMs = Date.now();
-        const plan = rankPlan(fq, nowMs, cap);
-        const ranked = await opts.pool.rank(profile, plan, opts.window);
-        opts.onRanked?.(name, ranked.stats, Date.now() - nowMs);
-        return { owner, profile: name, filter, match, nowMs, ranked };
-      });
-      offset = Math.min(snap.ranked.count, (params.page - 1) * params.perPage);
+      const need = Math.min(cap, params.page * params.perPage);
+      snap = await snapshots.obtain(reuseKey, async () => ({ owner, profile: name, filter, match, ...(await first(name, fq, need)) }));
+      offset = Math.min(snap.total, (params.page - 1) * params.perPage);
     }
+    // A page past what the snapshot holds so far continues its ranking.
+    await ensure(snap, { profile, catalog, coll, info, superuser, filter: snap.filter, match: snap.match, me }, name, Math.min(snap.total, offset + params.perPage));
 
     const explain = superuser && (query.explain === '1' || query.explain === 'true');
     const since = answers.mark;
@@ -225,7 +364,10 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
     let rows: Row[] = [];
     if (pageIds.length > 0) {
       // The snapshot's query, re-checked for the requester now: an item that became invisible is dropped.
-      const q = pageQuery(snap, { profile, catalog, coll, info, superuser, filter: snap.filter, match: snap.match, me }, requester, pageIds);
+      // A search's match is re-checked too, unless no batch was applied since its ranking started (then
+      // every item of it still matches).
+      const match = snap.match !== null && snap.mark === mark() ? null : snap.match;
+      const q = pageQuery(snap, { profile, catalog, coll, info, superuser, filter: snap.filter, match, me }, requester, pageIds);
       if (q.rowidParams) {
         let lo = Infinity;
         let hi = -Infinity;
@@ -233,18 +375,20 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
         q.bindings[q.rowidParams[0]] = BigInt(lo);
         q.bindings[q.rowidParams[1]] = BigInt(hi);
       }
-      // A search page's match re-check reads FTS5 doclists: off the main thread.
-      const found = q.rowidParams ? await opts.pool.all<Row>(q.sql, [q.bindings]) : runPage(current, q);
+      // A search page's match re-check reads FTS5 doclists: off the main thread, in the search lane.
+      const found = q.rowidParams ? await opts.pool.all<Row>(q.sql, [q.bindings], 'search') : runPage(current, q);
       const byId = new Map(found.map((r) => [String(r.id), r]));
       rows = pageIds.map((id) => byId.get(id)).filter((r): r is Row => r !== undefined);
     }
     const nodes = rows.map((row) => node(coll, row));
     enrich(opts.replicator.store ?? current, catalogOf(opts.replicator.store ?? current), nodes, info);
 
-    const next = offset + params.perPage < ranked.count ? snapshots.cursor(snap, offset + params.perPage) : null;
+    // No further page past the end of a ranking that cannot be continued (its last items disappeared).
+    const end = snap.source ? snap.total : Math.min(snap.total, ranked.count);
+    const next = offset + params.perPage < end ? snapshots.cursor(snap, offset + params.perPage) : null;
     const page = Math.floor(offset / params.perPage) + 1;
-    const total = params.skipTotal ? -1 : ranked.count;
-    const pages = params.skipTotal ? -1 : Math.ceil(ranked.count / params.perPage);
+    const total = params.skipTotal ? -1 : snap.total;
+    const pages = params.skipTotal ? -1 : Math.ceil(snap.total / params.perPage);
     let extra = `,"cursor":${JSON.stringify(next)}`;
     if (explain) {
       const at = new Map(pageIds.map((id, j) => [id, offset + j]));

@@ -102,33 +102,46 @@ export function ageOnly(p: FeedProfile, hasQuery: boolean): boolean {
 /**
  * True when the score of an item left out of a candidate window can be bounded from above (boundSql).
  * A window holds the items whose freshness field is at or after a cut, plus the K largest values of each
- * interaction's counter; any other item has age >= A (the cut's age) and each interaction value v_i <= V_i
- * (the counter's K-th largest value, or 0 when the counter has fewer than K rows, since then every item
- * with a row is a candidate). The score is non-increasing in age and non-decreasing in v_i, R and B when:
+ * interaction's counter, plus, with a search, the l matches best by relevance (bm25); any other item has
+ * age >= A (the cut's age), each interaction value v_i <= V_i (the counter's K-th largest value, or 0
+ * when the counter has fewer than K rows, since then every item with a row is a candidate) and relevance
+ * R <= R_l (the l-th best match's; fewer than l matches: every match is a candidate). The score is
+ * non-increasing in age and non-decreasing in v_i, R and B when:
  *   - freshness has gravity > 0, or no gravity and halfLifeHours > 0, with weight >= 0;
  *   - every interaction weight is >= 0;
- *   - there is no relevance term (no query, or text.weight 0): bm25 has no useful upper bound.
+ *   - with a query, text.weight is >= 0.
  * With gravity, base + fw is negative only when a stored sum is (float rounding of a sum of positive
- * terms): that score is negative, and the bound, non-negative terms over a positive number, is >= 0.
+ * terms) or the relevance is: bm25 is negative, so R >= 0 for a weight >= 0, and a bound from R_l >= 0 and
+ * non-negative terms over a positive number is >= 0 too.
  */
 export function windowable(p: FeedProfile, hasQuery: boolean): boolean {
   const f = p.freshness;
   if (!f || !(f.weight >= 0) || !Number.isFinite(f.weight)) return false;
   if (f.gravity !== undefined ? !(f.gravity > 0) : !(f.halfLifeHours !== undefined && f.halfLifeHours > 0)) return false;
   if ((p.interactions ?? []).some((i) => !(i.weight >= 0) || !Number.isFinite(i.weight))) return false;
-  if (p.text && hasQuery && p.text.weight !== 0) return false;
+  if (p.text && hasQuery && (!(p.text.weight >= 0) || !Number.isFinite(p.text.weight))) return false;
   if (p.following && !Number.isFinite(p.following.boost)) return false;
   return true;
 }
 
 /**
  * The upper bound on the score of any item outside a candidate window: the score formula itself (scoreSql)
- * at age = A and v_i = V_i (SQL given), R = 0 and B = the largest boost an item can get (`followable`:
- * whether any item can count as followed, false for an anonymous requester). Every operation of the
- * formula is monotone in IEEE arithmetic, so the bound holds for the computed scores, not only for the
- * real numbers, as long as A and V_i are computed like the items' age and values (see feed-sql.ts).
+ * at age = A and v_i = V_i (SQL given), R = R_l (`rel`, SQL given; 0 without relevance) and B = the
+ * largest boost an item can get (`followable`: whether any item can count as followed, false for an
+ * anonymous requester). Every operation of the formula is monotone in IEEE arithmetic, so the bound holds
+ * for the computed scores, not only for the real numbers, as long as A, V_i and R_l are computed like
+ * the items' age, values and relevance (see feed-sql.ts).
  */
-export function boundSql(p: FeedProfile, b: { age: string; interactions: string[]; followable: boolean }): string {
+export function boundSql(p: FeedProfile, b: { rel?: string; age: string; interactions: string[]; followable: boolean }): string {
   const followed = p.following && (p.following.only || (b.followable && p.following.boost > 0)) ? '1' : '0';
-  return scoreSql(p, { rel: '0.0', age: b.age, interactions: b.interactions, followed });
+  return scoreSql(p, { rel: b.rel ?? '0.0', age: b.age, interactions: b.interactions, followed });
+}
+
+/**
+ * True when every requester's ranking is the shared ranking's order restricted to the items they may
+ * see: the score does not depend on who asks (no following boost, or following.only, whose boost every
+ * kept item gets alike).
+ */
+export function requesterFree(p: FeedProfile): boolean {
+  return !p.following || p.following.only === true;
 }

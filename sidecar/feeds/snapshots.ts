@@ -1,9 +1,18 @@
 // Ranked id lists frozen at one instant ("snapshots") so paging is stable while scores move, and the
 // cursors that point into them: snapshot id + offset, bound to the requester and HMAC-signed with a
-// per-process random key, so a cursor cannot be forged, edited or replayed by someone else.
+// per-process random key, so a cursor cannot be forged, edited or replayed by someone else. A snapshot
+// holds an exact prefix of the requester's ranking, as deep as the pages asked so far need; a later page
+// past it continues the ranking at the same instant (routes.ts), after the items it already holds.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { PageSql } from './feed-sql.js';
+import type { SharedRanking } from './shared.js';
 import type { Ranked } from './window.js';
+
+/**
+ * Where the rest of a snapshot's ranking comes from: the shared ranking it was filtered from, or a
+ * ranking for its owner alone, `depth` items deep.
+ */
+export type SnapshotSource = { shared: SharedRanking } | { depth: number };
 
 export interface Snapshot {
   id: string;
@@ -15,6 +24,14 @@ export interface Snapshot {
   nowMs: number;
   /** The ranked ids and their score terms, packed (a few objects per snapshot, whatever its length). */
   ranked: Ranked;
+  /** Items of the requester's whole ranking (at most the cap); `ranked` may hold fewer so far. */
+  total: number;
+  /** How to continue `ranked` (none: it holds the whole ranking). */
+  source?: SnapshotSource;
+  /** A continuation under way. */
+  extending?: Promise<void>;
+  /** The replica's change count when the oldest ranking it holds was started (routes.ts). */
+  mark: number;
   createdAt: number;
   /** The page query compiled for it, reused by later pages while its inputs are the same (routes.ts). */
   page?: { key: string; catalog: object; sql: PageSql };

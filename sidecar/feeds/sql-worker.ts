@@ -1,6 +1,7 @@
 // A worker thread of the feed query pool: runs read-only SQL on its own connection to the replica file,
 // so a heavy ranking query never blocks the event loop that serves everything else. A ranking task runs
-// its whole plan here (window.ts: candidate windows, widened until exact) and returns it packed.
+// its whole plan here (window.ts: candidate windows, widened until exact) and returns it packed; a filter
+// task checks a shared ranking's items against one requester's rules and counts that requester's items.
 import Database from 'better-sqlite3';
 import type { FeedProfile } from '../../config.js';
 import type { RankPlan } from './feed-sql.js';
@@ -24,10 +25,26 @@ export interface RankTask extends Base {
   profile: FeedProfile;
   plan: RankPlan;
   window?: WindowOptions;
+  /** A shared ranking's first requester: their filter over it, in the same transaction (FilterTask's fields). */
+  filter?: Omit<FilterTask, keyof Base | 'kind' | 'rids'>;
+}
+
+/**
+ * A requester's filter over a shared ranking (routes.ts): `sql` selects, as `rid`, the rowids among
+ * @`idsParam` (a JSON array, bound here from `rids`) that pass the requester's rules; `count` counts
+ * their visible items up to the ranking's cap. Both run in one read transaction.
+ */
+export interface FilterTask extends Base {
+  kind: 'filter';
+  sql: string;
+  bindings: Record<string, unknown>;
+  idsParam: string;
+  rids: Float64Array;
+  count: { sql: string; bindings: Record<string, unknown> };
 }
 
 /** SQLite errors come back as data: an Error's `code` does not survive the thread boundary. */
-export type TaskResult = { rows: unknown[] } | { ranked: Ranked } | { error: { code: string; message: string } };
+export type TaskResult = { rows: unknown[] } | { ranked: Ranked; kept?: { keep: Uint32Array; total: number } } | { keep: Uint32Array; total: number } | { error: { code: string; message: string } };
 
 let db: Database.Database | null = null;
 let openPath = '';
@@ -57,14 +74,29 @@ function statement(conn: Database.Database, sql: string): Database.Statement {
   return stmt;
 }
 
-export default function run(task: QueryTask | RankTask): TaskResult {
+/** Positions of the kept rowids in `rids` (ascending), and the requester's count. */
+function filter(conn: Database.Database, task: Omit<FilterTask, keyof Base | 'kind'>): { keep: Uint32Array; total: number } {
+  const passed = new Set<number>();
+  for (const r of statement(conn, task.sql).all({ ...task.bindings, [task.idsParam]: JSON.stringify(Array.from(task.rids)) }) as { rid: number }[]) passed.add(Number(r.rid));
+  const keep = new Uint32Array(passed.size);
+  let n = 0;
+  for (let i = 0; i < task.rids.length && n < keep.length; i++) if (passed.has(task.rids[i])) keep[n++] = i;
+  const total = Number((statement(conn, task.count.sql).get(task.count.bindings) as { n: number }).n);
+  return { keep: keep.subarray(0, n), total };
+}
+
+export default function run(task: QueryTask | RankTask | FilterTask): TaskResult {
   try {
     const conn = connection(task.path, task.generation);
     if (task.kind === 'rank') {
-      // One read transaction: every statement of the plan sees the same state of the file.
-      const ranked = conn.transaction(() => rank(task.profile, task.plan, (sql, b) => statement(conn, sql).all(b) as Record<string, unknown>[], task.window))();
-      return { ranked };
+      // One read transaction: every statement of the plan (and the filter) sees the same state of the file.
+      return conn.transaction(() => {
+        const ranked = rank(task.profile, task.plan, (sql, b) => statement(conn, sql).all(b) as Record<string, unknown>[], task.window);
+        if (!task.filter) return { ranked };
+        return { ranked, kept: filter(conn, { ...task.filter, rids: ranked.rids.subarray(0, ranked.count) }) };
+      })();
     }
+    if (task.kind === 'filter') return conn.transaction(() => filter(conn, task))();
     return { rows: statement(conn, task.sql).all(...task.params) };
   } catch (e) {
     const err = e as { code?: string; message?: string };
