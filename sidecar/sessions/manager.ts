@@ -127,8 +127,8 @@ export class SessionManager {
   /**
    * A superuser session's record and its collection's definition, read from PocketBase with the
    * session's own token (a superuser may read both): what PocketBase's `@request.auth` holds for it.
-   * Null when PocketBase no longer accepts the token (it would treat the caller as anonymous); throws
-   * when PocketBase cannot be reached.
+   * Null when PocketBase no longer accepts the token (it would treat the caller as anonymous; the session
+   * ends); throws when PocketBase cannot be reached.
    */
   async ownRecord(s: StoredSession): Promise<OwnRecord | null> {
     const token = await this.pbToken(s);
@@ -142,7 +142,13 @@ export class SessionManager {
       if (record?.id !== s.recordId || collection?.id !== s.collectionId || !Array.isArray(collection.fields)) return null;
       return { record, collection };
     } catch (err) {
-      if (err instanceof UpstreamError && (err.status === 401 || err.status === 403 || err.status === 404)) return null;
+      if (err instanceof UpstreamError && (err.status === 401 || err.status === 403 || err.status === 404)) {
+        // PocketBase no longer accepts the token (token key reset, record deleted): the session ends, as
+        // when a refresh is refused; this request is PocketBase's to answer.
+        await this.store.revoke(s.sid, Date.now());
+        this.log.info('session ended: PocketBase no longer accepts its token', { collection: s.collectionName, record: s.recordId });
+        return null;
+      }
       throw err;
     }
   }
