@@ -228,7 +228,7 @@ describe('candidate windows', () => {
       const data = dataset(seed, now);
       const store = replica(defs, data, dir, `w${seed}.db`);
       stores.push(store);
-      const tally = { first: 0, widened: 0, gaveUp: 0, never: 0, cases: 0 };
+      const tally: Tally = { first: 0, widened: 0, gaveUp: 0, never: 0, cases: 0 };
       for (const [name, profile] of Object.entries(PROFILES)) {
         for (const who of [null, data.users[0], data.users[3]]) {
           for (const filter of FILTERS) {
@@ -237,12 +237,7 @@ describe('candidate windows', () => {
               assert.ok(hasWindow(fq), `${name} should have a window`);
               const plan = rankPlan(fq, now, cap);
               const { rows, stats } = both(store, plan, opts);
-              tally.cases++;
-              if (stats.result === 'window') {
-                if (stats.attempts === 1) tally.first++; else tally.widened++;
-                assert.equal(rows.length, cap, 'an accepted window holds cap items');
-              } else if (stats.attempts > 0) tally.gaveUp++;
-              else tally.never++;
+              count(tally, stats, rows.length, cap);
               // Order: score DESC, then the date DESC, then rowid DESC.
               for (let i = 1; i < rows.length; i++) {
                 const [a, b] = [rows[i - 1], rows[i]];
@@ -258,7 +253,7 @@ describe('candidate windows', () => {
   }
 
   test('search windows (the best matches by bm25, the counters, the newest) equal full rankings', () => {
-    const tally = { first: 0, widened: 0, gaveUp: 0, never: 0, cases: 0 };
+    const tally: Tally = { first: 0, widened: 0, gaveUp: 0, never: 0, cases: 0 };
     for (const seed of [5, 11]) {
       const data = dataset(seed, now);
       // Texts of one to three of a few words: most matches of a word tie on relevance with many others.
@@ -277,12 +272,7 @@ describe('candidate windows', () => {
                 const plan = rankPlan(fq, now, cap);
                 assert.ok(plan.window?.top, 'a relevance window');
                 const { rows, stats } = both(store, plan, opts);
-                tally.cases++;
-                if (stats.result === 'window') {
-                  if (stats.attempts === 1) tally.first++; else tally.widened++;
-                  assert.equal(rows.length, cap, 'an accepted window holds cap items');
-                } else if (stats.attempts > 0) tally.gaveUp++;
-                else tally.never++;
+                count(tally, stats, rows.length, cap);
               }
             }
           }
@@ -394,3 +384,15 @@ describe('candidate windows', () => {
     assert.ok(idx.length >= 3, `order indexes: ${idx.map((r) => r.name).join(', ')}`);
   });
 });
+
+interface Tally { first: number; widened: number; gaveUp: number; never: number; cases: number }
+
+/** Which path a ranking took: a window accepted at once or widened (then it holds `cap` items), given up, none. */
+function count(tally: Tally, stats: { result: string; attempts: number }, rows: number, cap: number): void {
+  tally.cases++;
+  if (stats.result === 'window') {
+    if (stats.attempts === 1) tally.first++; else tally.widened++;
+    assert.equal(rows, cap, 'an accepted window holds cap items');
+  } else if (stats.attempts > 0) tally.gaveUp++;
+  else tally.never++;
+}

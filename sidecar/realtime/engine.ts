@@ -379,13 +379,7 @@ export class Engine {
       for (const base of bases) {
         for (const sub of this.index.get(base) ?? []) {
           if (sub.client.closed) continue;
-          let byOpt = byRef.get(sub.client.requester);
-          if (!byOpt) byRef.set(sub.client.requester, (byOpt = new Map()));
-          let g = byOpt.get(sub.optKey);
-          if (!g) {
-            byOpt.set(sub.optKey, (g = this.newGroup(store, catalog, 'list', coll, sub, ids)));
-            groups.push(g);
-          }
+          const g = groupFor(byRef, sub, () => this.newGroup(store, catalog, 'list', coll, sub, ids), groups);
           g.subs.push(sub);
         }
       }
@@ -448,13 +442,7 @@ export class Engine {
         for (const base of [`${name}/${rid}`, `${cid}/${rid}`]) {
           for (const sub of this.index.get(base) ?? []) {
             if (sub.client.closed) continue;
-            let byOpt = byRef.get(sub.client.requester);
-            if (!byOpt) byRef.set(sub.client.requester, (byOpt = new Map()));
-            let g = byOpt.get(sub.optKey);
-            if (!g) {
-              byOpt.set(sub.optKey, (g = this.newGroup(store, catalog, 'view', coll, sub, new Set())));
-              view.push(g);
-            }
+            const g = groupFor(byRef, sub, () => this.newGroup(store, catalog, 'view', coll, sub, new Set()), view);
             g.ids.add(rid);
             g.subs.push(sub);
           }
@@ -547,4 +535,16 @@ export class Engine {
     }
     for (const [client, tails] of perClient) client.sendFrames(tails);
   }
+}
+
+/** The group of subscriptions sharing a requester and options; a new one is made and listed in `all`. */
+function groupFor(byRef: Map<RequesterRef, Map<string, Group>>, sub: { client: { requester: RequesterRef }; optKey: string }, make: () => Group, all: Group[]): Group {
+  let byOpt = byRef.get(sub.client.requester);
+  if (!byOpt) byRef.set(sub.client.requester, (byOpt = new Map()));
+  let g = byOpt.get(sub.optKey);
+  if (!g) {
+    byOpt.set(sub.optKey, (g = make()));
+    all.push(g);
+  }
+  return g;
 }
