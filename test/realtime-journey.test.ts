@@ -132,4 +132,35 @@ describe('realtime journey', { timeout: 240_000 }, () => {
       c.close();
     }
   });
+
+  test('a write whose wait for the replica passes the bound is answered anyway, and counted', async () => {
+    const u0 = env.identities[1];
+    const c = new RawClient(env.url);
+    await c.connect();
+    const source = (env.sidecar.replicator as unknown as { source: ChangeSource }).source;
+    const read = source.readChanges;
+    let release = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    try {
+      assert.equal((await c.subscribe(['posts/*'], u0.key)).status, 204);
+      source.readChanges = async function (this: ChangeSource, ...args: Parameters<ChangeSource['readChanges']>) {
+        await gate;
+        return read.apply(this, args);
+      };
+      const before = env.mounted.realtime.stats().writeWaitsTimedOut;
+      const res = await fetch(`${env.url}/api/collections/posts/records`, {
+        method: 'POST', headers: { authorization: u0.key, 'content-type': 'application/json' },
+        body: JSON.stringify({ title: 'answered past the bound', author: u0.id, published: false }),
+      });
+      assert.equal(res.status, 200, 'PocketBase has the write: it is answered');
+      assert.equal(env.mounted.realtime.stats().writeWaitsTimedOut, before + 1);
+      source.readChanges = read;
+      release();
+      await until('its event, after the answer', () => c.events('posts/*').some((f) => JSON.parse(f.data).record.title === 'answered past the bound'));
+    } finally {
+      source.readChanges = read;
+      release();
+      c.close();
+    }
+  });
 });

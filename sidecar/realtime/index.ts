@@ -84,6 +84,8 @@ export interface RealtimeStats {
   expandUnsupported: number;
   deletesWithoutPreState: number;
   deletesAhead: number;
+  /** Writes answered before the replica held them (the wait for it passed its bound): their events may follow the answer. */
+  writeWaitsTimedOut: number;
   closed: Record<string, number>;
   /** true when delete events are judged on the exact state before each batch (replicator hook). */
   exactPreState: boolean;
@@ -356,6 +358,7 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
   };
 
   const writeWaitMs = deps.writeWaitMs ?? 1000;
+  let writeWaitsTimedOut = 0;
   const afterWrite = async (ctx: Koa.Context): Promise<void> => {
     const r = deps.replicator;
     const store = r.store;
@@ -371,10 +374,11 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
         r.announced(p.seq);
       })
       : r.syncAfterNow();
-    await Promise.race([applied, new Promise<void>((resolve) => (timer = setTimeout(resolve, writeWaitMs)))]).finally(() => {
+    const held = await Promise.race([applied.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), writeWaitMs)))]).finally(() => {
       off();
       clearTimeout(timer);
     });
+    if (!held) writeWaitsTimedOut++;
   };
 
   return {
@@ -389,6 +393,7 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
         statements: engine.access.stats.statements,
         batchedStatements: engine.access.stats.batchedStatements,
         unsupported: engine.access.stats.unsupported,
+        writeWaitsTimedOut,
         closed: { ...closedBy },
         exactPreState: batches.exact,
       };
