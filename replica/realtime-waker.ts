@@ -3,6 +3,7 @@
 // the sync engine unless it has already read that far. Announcements are never applied: the change log
 // is the truth, and they are lost while disconnected, so a reconnect wakes the engine too.
 import { Backoff } from '../lib/backoff.js';
+import { sseFrames } from '../lib/sse.js';
 import { Loop } from '../lib/lifecycle.js';
 import type { Logger } from '../lib/log.js';
 import type { SuperuserSession, Upstream } from '../lib/upstream.js';
@@ -53,17 +54,7 @@ export class RealtimeWaker {
       await res.body.dump();
       throw new Error(`realtime status ${res.statusCode}`);
     }
-    let buffer = '';
-    res.body.setEncoding('utf8');
-    for await (const chunk of res.body) {
-      buffer += chunk as string;
-      let idx: number;
-      while ((idx = buffer.indexOf('\n\n')) >= 0) {
-        const frame = buffer.slice(0, idx);
-        buffer = buffer.slice(idx + 2);
-        await this.onFrame(frame, onHealthy);
-      }
-    }
+    for await (const frame of sseFrames(res.body)) await this.onFrame(frame, onHealthy);
   }
 
   private async onFrame(frame: string, onHealthy: () => void): Promise<void> {

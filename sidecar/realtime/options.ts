@@ -122,36 +122,23 @@ function decodeOptions(text: string, out: SubscriptionOptions): void {
   const p = new JsonReader(text);
   try {
     p.ws();
-    if (p.peek() === 'n') { p.literal('null'); return; }
-    p.expect('{');
-    const seen = new Set<string>();
-    p.ws();
-    if (p.peek() === '}') return;
-    for (;;) {
-      p.ws();
-      const name = p.string();
-      if (seen.has(name)) throw new Stop();
-      seen.add(name);
-      p.ws();
-      p.expect(':');
-      p.ws();
-      if (name === 'query') decodeStringMap(p, out.query, (k) => k);
-      else if (name === 'headers') decodeStringMap(p, out.headers, snakecase);
+    eachMember(p, (name) => {
+      if (name === 'query') eachMember(p, (k) => { out.query[k] = castToString(p.value()); });
+      else if (name === 'headers') eachMember(p, (k) => { out.headers[snakecase(k)] = castToString(p.value()); });
       else p.value();
-      p.ws();
-      if (p.peek() === ',') { p.pos++; continue; }
-      p.expect('}');
-      return;
-    }
+    });
   } catch (e) {
     if (!(e instanceof Stop)) throw e;
   }
 }
 
-function decodeStringMap(p: JsonReader, into: Record<string, string>, key: (k: string) => string): void {
+/**
+ * One JSON object, member by member: `fn` reads each member's value. Null is an empty object; anything
+ * else, a repeated name or a syntax error stops the decoding (Stop).
+ */
+function eachMember(p: JsonReader, fn: (name: string) => void): void {
   if (p.peek() === 'n') { p.literal('null'); return; }
-  if (p.peek() !== '{') throw new Stop();
-  p.pos++;
+  p.expect('{');
   p.ws();
   if (p.peek() === '}') { p.pos++; return; }
   const seen = new Set<string>();
@@ -163,7 +150,7 @@ function decodeStringMap(p: JsonReader, into: Record<string, string>, key: (k: s
     p.ws();
     p.expect(':');
     p.ws();
-    into[key(name)] = castToString(p.value());
+    fn(name);
     p.ws();
     if (p.peek() === ',') { p.pos++; continue; }
     p.expect('}');

@@ -6,6 +6,7 @@
 // sidecar reconnects and subscribes again; what PocketBase sent in between is lost, as it would be for a
 // client connected to PocketBase itself.
 import type { Context } from 'koa';
+import { sseFrames } from '../../lib/sse.js';
 import type { Dispatcher, Pool } from 'undici';
 import { Backoff, sleep } from '../../lib/backoff.js';
 import type { Logger } from '../../lib/log.js';
@@ -153,16 +154,8 @@ export class Relay {
       await res.body.dump().catch(() => {});
       throw new Error(`realtime status ${res.statusCode}`);
     }
-    res.body.setEncoding('utf8');
-    let buffer = '';
-    for await (const chunk of res.body) {
-      buffer += chunk as string;
-      let idx: number;
-      while ((idx = buffer.indexOf('\n\n')) >= 0) {
-        const frame = buffer.slice(0, idx);
-        buffer = buffer.slice(idx + 2);
-        await this.onFrame(frame);
-      }
+    for await (const frame of sseFrames(res.body)) {
+      await this.onFrame(frame);
       if (this.client.closed || !this.active) break;
     }
   }
