@@ -240,16 +240,13 @@ describe('read path vs PocketBase', () => {
     await endBatch(t, 'plan order (mirrored plans)');
   });
 
-  it('pages without a sort and with ties, generated: how often the order is PocketBase\'s (measured, not asserted)', { timeout: 200_000 }, async (t) => {
+  it('pages without a sort and with ties, generated (joins first, OR splits, partial sorts): PocketBase\'s order and pages', { timeout: 200_000 }, async (t) => {
+    // ORDER_CASES / ORDER_SEED run other sizes and seeds; ORDER_DUMP=file writes the differences found.
     await startBatch();
-    const cases = orderCases(700, 99);
+    const cases = orderCases(Number(process.env.ORDER_CASES ?? 700), Number(process.env.ORDER_SEED ?? 99));
     await runJobs(cases.map((c, i) => () => check(c, env.identities[i % env.identities.length])));
-    const seen = await env.fallbacks();
-    t.diagnostic(`plan order (generated): ${compared} exchanges compared, ${mismatches.length} differ from PocketBase's order or page, fallbacks ${JSON.stringify(seen)}`);
     if (process.env.ORDER_DUMP) writeFileSync(process.env.ORDER_DUMP, mismatches.join('\n'));
-    // Order aside, every rule still holds: only unavoidable fallbacks, exactly the predicted ones.
-    for (const [reason] of seen) assert.ok(reason in UNAVOIDABLE, `fallback for a reason the replica could answer: ${reason}`);
-    assert.deepEqual(Object.fromEntries(seen), Object.fromEntries(expected), 'fallbacks by reason');
+    await endBatch(t, 'plan order (generated)');
   });
 
   it('1,500 filters/sorts/expands generated from the grammar, round robin over every caller', { timeout: 200_000 }, async (t) => {
@@ -367,15 +364,18 @@ function fieldsCases(): Case[] {
 
 const ORDER_FILTERS: Record<string, string[]> = {
   posts: ['', 'author.name ~ "User"', 'comments_via_post.text ?~ "5"', 'tags:each ?= "news"', 'category = "a"', 'category = "b" && published = true',
-    'created > "2020-01-01"', 'likes > 2', 'published = true || author.name = "User 3"', 'coauthors.name ?~ "User"', 'likes_via_post.id != ""'],
-  comments: ['', 'text ~ "1"', 'post.published = true', 'post.author.name ~ "User 1"', 'author.name ~ "User"'],
+    'created > "2020-01-01"', 'likes > 2', 'published = true || author.name = "User 3"', 'coauthors.name ?~ "User"', 'likes_via_post.id != ""',
+    'likes_via_post.user.name ?= "User 1"', 'comments_via_post.author.name ?= "User 2"', 'author.follows_via_following.follower.name ?= "User 4"'],
+  comments: ['', 'text ~ "1"', 'post.published = true', 'post.author.name ~ "User 1"', 'author.name ~ "User"', 'post.category = "a"',
+    'post.category = "b" && post.published = true', 'post.author = "" || post.category = "c"'],
   users: ['', 'posts_via_author.title ~ "1"', 'name ~ "User"'],
-  likes: ['', 'post.title ~ "Post"', 'user.name ~ "User"'],
+  likes: ['', 'post.title ~ "Post"', 'user.name ~ "User"', 'post.category = "a"', 'user.name = "User 3"'],
   follows: ['', 'follower.name ~ "User"'],
-  docs: ['', 'tags.name ?= "alpha"', 'status = "public"', 'editors.name ?~ "User"'],
-  notes: ['', 'doc.title ~ "Doc"', 'labels:each ?= "open"'],
+  docs: ['', 'tags.name ?= "alpha"', 'status = "public"', 'editors.name ?~ "User"', 'tags.weight ?> 30', 'tags.name ?= "beta" || status = "draft"',
+    'grants_via_doc.level ?> 1'],
+  notes: ['', 'doc.title ~ "Doc"', 'labels:each ?= "open"', 'doc.status = "public"', 'doc.tags.name ?= "alpha"'],
   boards: ['', 'owner.name ~ "User"', 'rank > 1', 'public = true'],
-  grants: ['', 'doc.status != "secret"'],
+  grants: ['', 'doc.status != "secret"', 'doc.tags.name ?= "alpha"', 'doc.owner.name ~ "User"'],
 };
 const TIE_SORTS: Record<string, string[]> = {
   posts: ['published', '-published', 'category', '-category', 'likes', '-likes', 'author', '-author', 'author.name', '-published,category', 'category,-likes'],

@@ -10,7 +10,7 @@ import type { ReplicaStore } from '../../replica/store.js';
 import { parseFilter, parseSort, FilterSyntaxError, type SortItem } from '../filter/index.js';
 import { Lru } from '../lru.js';
 import type { Catalog, CollectionInfo } from './catalog.js';
-import { ROWID } from './catalog.js';
+import { isMultiple, ROWID } from './catalog.js';
 import { ResolveError, Unsupported } from './errors.js';
 import { buildFilter, parseRule } from './filter-sql.js';
 import type { RequestInfo } from './request.js';
@@ -297,7 +297,8 @@ function differingIndexes(c: CollectionInfo): DifferingIndexes {
  * in PocketBase's rowid order: the rowid. Null (rowid order as a guess) where the planners may differ:
  * PocketBase has a partial or expression index the statement could use (or a unique one answers a DISTINCT
  * some other way than the id index's walk here), the requester's auth row
- * is a derived table, another table is the outer loop, or the plan is one this does not read.
+ * is a derived table, or the plan is one this does not read; where PocketBase's plan is known, a plan
+ * the replica's cannot be read for (another table as the outer loop, say) is read from PocketBase's.
  */
 function arrivalOrder(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo, parts: SelectParts, sql: string, ctx: BuildContext): string[] | null {
   if (ctx.authSource?.single) return null;
@@ -313,7 +314,16 @@ function arrivalOrder(store: ReplicaStore, catalog: Catalog, coll: CollectionInf
   // PocketBase's plan, from its own schema and statistics: where the replica's differs, its order is
   // rebuilt from PocketBase's plan; where they agree, the replica's plan is read as below.
   const theirs = pocketBasePlan(store, sql, ctx.bag);
-  if (theirs && !samePlan(rows, theirs)) return orderOfPlan(theirs, coll, parts, ctx.orGroups ?? []);
+  if (theirs && !samePlan(rows, theirs)) return orderOfPlan(theirs, coll, parts, ctx.orGroups ?? [], aliases);
+  return replicaPlanOrder(store, coll, parts, sql, rows, theirs, aliases) ?? (theirs ? orderOfPlan(theirs, coll, parts, ctx.orGroups ?? [], aliases) : null);
+}
+
+/**
+ * The order of the replica's own plan where it is PocketBase's (or PocketBase's is unknown): see
+ * arrivalOrder. Null where it cannot be read.
+ */
+function replicaPlanOrder(store: ReplicaStore, coll: CollectionInfo, parts: SelectParts, sql: string, rows: PlanRow[], theirs: PlanRow[] | null, aliases: ReadonlyMap<string, CollectionInfo>): string[] | null {
+  const table = coll.spec.table;
   if (!theirs) {
     // Without PocketBase's schema, guesses: indexes the replica does not hold as they are may make the
     // two planners choose differently.
@@ -424,32 +434,97 @@ function keyTerms(c: CollectionInfo, index: string | undefined): string[] | null
 }
 
 /**
- * The order of PocketBase's plan, written as ORDER BY terms for the replica, where its outer loop walks
- * the base table: a scan in rowid order, or an index walked forwards or backwards (backwards when the
- * index gives an ORDER BY in the opposite direction), ties in the rowid. Null for anything else.
+ * The order of PocketBase's plan, written as ORDER BY terms for the replica. Rows come in the order of
+ * the plan's loops, outermost first; a DISTINCT keeps each record's first arrival and an ORDER BY's
+ * sorter keeps arrivals in order between ties. Two shapes are written:
+ * - the outer loop walks the base table: a scan in rowid order, or an index walked forwards or
+ *   backwards (backwards when the walk gives an ORDER BY in the opposite direction), ties in the rowid;
+ * - the outer loop walks a joined collection and the next loop finds the base table's records of each of
+ *   its rows (joinFirstOrder).
+ * Null for anything else.
  */
-function orderOfPlan(plan: PlanRow[], coll: CollectionInfo, parts: SelectParts, orGroups: readonly string[][]): string[] | null {
+function orderOfPlan(plan: PlanRow[], coll: CollectionInfo, parts: SelectParts, orGroups: readonly string[][], aliases: ReadonlyMap<string, CollectionInfo>): string[] | null {
   const table = coll.spec.table;
   const top = plan.filter((x) => x.parent === 0);
   const first = top.findIndex((x) => /^(SCAN|SEARCH|MULTI-INDEX OR)/.test(x.detail));
   if (first === -1 || top.slice(0, first).some((x) => !/^BLOOM FILTER /.test(x.detail))) return null;
-  if (top.some((x) => /^USE TEMP B-TREE FOR (RIGHT PART|LAST (\d+ TERMS|TERM)) OF ORDER BY$/.test(x.detail))) return null;
+  // A sorter for the whole ORDER BY leaves only ties to the loops; a partial one (the walk gives the
+  // first terms) sorts within runs of the walk, which runs in the direction of the first term.
   const sorter = top.some((x) => x.detail === 'USE TEMP B-TREE FOR ORDER BY');
-  if (top[first].detail === 'MULTI-INDEX OR') return parts.orderBy.length > 0 && !sorter ? null : orSplitOrder(plan, top[first].id, coll, orGroups);
-  const m = /^(?:SCAN|SEARCH) (\S+)(?: USING (?:COVERING )?INDEX (\S+))?(?: \((.*)\))?$/.exec(top[first].detail);
-  if (!m || m[1] !== table) return null;
-  const terms = keyTerms(coll, m[2]);
+  const walkSorts = parts.orderBy.length > 0 && !sorter;
+  if (top[first].detail === 'MULTI-INDEX OR') {
+    if (walkSorts) return null;
+    const alias = orAlias(plan, top[first].id);
+    if (alias === table) return orSplitOrder(plan, top[first].id, coll, table, orGroups);
+    return alias ? joinFirstOrder(plan, top, first, coll, parts, aliases, walkSorts, orGroups) : null;
+  }
+  const m = LOOP.exec(top[first].detail);
+  if (!m) return null;
+  if (m[1] !== table) return joinFirstOrder(plan, top, first, coll, parts, aliases, walkSorts, orGroups);
+  return walkOrder(coll, table, m[2], parts, walkSorts);
+}
+
+/** One loop of a plan: alias, index, constraints. */
+const LOOP = /^(?:SCAN|SEARCH) (\S+)(?: USING (?:COVERING )?INDEX (\S+))?(?: \((.*)\))?(?: LEFT-JOIN)?$/;
+
+/**
+ * The order of a walk of `alias` (a table of collection `c`) by `index` (none: a scan): its key terms and
+ * the rowid, reversed when the walk runs backwards to give the ORDER BY (`walkSorts`: no sorter for the
+ * first term). Null when the index's order is not known here or the ORDER BY does not start on it.
+ */
+function walkOrder(c: CollectionInfo, alias: string, index: string | undefined, parts: SelectParts, walkSorts: boolean): string[] | null {
+  const terms = keyTerms(c, index);
   if (!terms) return null;
   let backward = false;
-  if (parts.orderBy.length > 0 && !sorter) {
-    // The walk gives the ORDER BY itself: its direction against the index's says which way it runs.
-    const o = new RegExp(`^${escapeRe(q(table))}\\.("(?:[^"]|"")+")\\s+(ASC|DESC)$`, 'i').exec(parts.orderBy[0]);
+  if (walkSorts) {
+    const o = new RegExp(`^${escapeRe(q(alias))}\\.("(?:[^"]|"")+")\\s+(ASC|DESC)$`, 'i').exec(parts.orderBy[0]);
     const term = o && terms.find((t) => t === o[1] || t.startsWith(`${o[1]} `));
     if (!o || !term) return null;
     backward = (o[2].toUpperCase() === 'DESC') !== DESC.test(term);
   }
   const flip = (t: string) => (DESC.test(t) ? t.replace(DESC, ' ASC') : `${t.replace(/\sASC$/i, '')} DESC`);
-  return [...terms.map((t) => `${q(table)}.${backward ? flip(t) : t}`), `${col(table, ROWID)} ${backward ? 'DESC' : 'ASC'}`];
+  return [...terms.map((t) => `${q(alias)}.${backward ? flip(t) : t}`), `${col(alias, ROWID)} ${backward ? 'DESC' : 'ASC'}`];
+}
+
+/**
+ * A plan whose outer loop walks a joined collection J (a filter on it made the join an inner one) and
+ * whose next loop finds base records for each J row (a scan, an index walk, or a search by the relation).
+ * A record arrives first with the first J row it matches, so its key is J's walk key at the smallest
+ * matching J row, then the base loop's own key. J a single relation's target: one J row per record, its
+ * key is read off the joined row. J reached any other way (multiple relations, back-relations): the
+ * smallest key among the record's joined rows, as a window over the record's rows, where J's walk key is
+ * one value (a scan, or an index search fixing every key column: the rowid); a unique index fixed
+ * entirely gives at most one J row, which orders nothing.
+ */
+function joinFirstOrder(plan: PlanRow[], top: PlanRow[], first: number, coll: CollectionInfo, parts: SelectParts, aliases: ReadonlyMap<string, CollectionInfo>, walkSorts: boolean, orGroups: readonly string[][]): string[] | null {
+  const table = coll.spec.table;
+  // The outer loop: one walk of J, or an OR split across J's indexes (a single relation's target only).
+  const split = top[first].detail === 'MULTI-INDEX OR';
+  const walk = split ? null : LOOP.exec(top[first].detail);
+  const alias = split ? orAlias(plan, top[first].id) : walk?.[1];
+  const j = alias ? aliases.get(alias) : undefined;
+  const next = top.findIndex((x, i) => i > first && /^(SCAN|SEARCH) /.test(x.detail));
+  if (!alias || !j || next === -1) return null;
+  if (top.slice(first + 1, next).some((x) => !/^(BLOOM FILTER |CORRELATED )/.test(x.detail))) return null;
+  const inner = LOOP.exec(top[next].detail);
+  if (!inner || inner[1] !== table) return null;
+  // The base loop: a search by the unique id gives one record per J row; otherwise its walk's key.
+  const baseKey = inner[2] === `sqlite_autoindex_${table}_1` && inner[3] === 'id=?' ? [] : walkOrder(coll, table, inner[2], parts, false);
+  if (!baseKey) return null;
+  const joined = parts.joins.find((x) => x.alias === alias);
+  const single = joined?.on && new RegExp(`^${escapeRe(col(alias, 'id'))} = ${escapeRe(q(table))}\\."([^"]+)"$`).exec(joined.on);
+  const rel = single ? coll.fields.get(single[1].replace(/""/g, '"')) : undefined;
+  if (rel && rel.type === 'relation' && !isMultiple(rel)) {
+    const jKey = walk ? walkOrder(j, alias, walk[2], parts, walkSorts) : orSplitOrder(plan, top[first].id, j, alias, orGroups);
+    return jKey ? [...jKey, ...baseKey] : null;
+  }
+  if (!walk || walkSorts) return null;
+  const fixed = new Set((walk[3] ?? '').split(' AND ').map((x) => /^(\w+)=\?$/.exec(x)?.[1]).filter((x): x is string => !!x));
+  const terms = keyTerms(j, walk[2]);
+  if (!terms || !terms.every((t) => fixed.has(/^"((?:[^"]|"")+)"/.exec(t)?.[1].replace(/""/g, '"') ?? ''))) return null;
+  const unique = walk[2] === `sqlite_autoindex_${j.spec.table}_1` || (j.c.indexes ?? []).some((def) => UNIQUE_INDEX.test(def) && indexTerms(j.spec, def)?.name === walk[2]);
+  if (walk[2] !== undefined && unique) return baseKey;
+  return [`MIN(${col(alias, ROWID)}) OVER (PARTITION BY ${col(table, ROWID)}) ASC`, ...baseKey];
 }
 
 /**
@@ -458,30 +533,42 @@ function orderOfPlan(plan: PlanRow[], coll: CollectionInfo, parts: SelectParts, 
  * key of that branch's index, then the rowid. The OR is found among those the statement was built from
  * by its branches: each names (as `table.column`) only columns its search constrains.
  */
-function orSplitOrder(plan: PlanRow[], id: number, coll: CollectionInfo, orGroups: readonly string[][]): string[] | null {
-  const table = coll.spec.table;
-  const under = (p: number): PlanRow[] => plan.filter((x) => x.parent === p).flatMap((x) => [x, ...under(x.id)]);
-  const searches = under(id).filter((x) => /^(SCAN|SEARCH) /.test(x.detail))
-    .map((x) => /^SEARCH (\S+) USING (?:COVERING )?INDEX (\S+) \((.*)\)$/.exec(x.detail));
+function orSplitOrder(plan: PlanRow[], id: number, coll: CollectionInfo, table: string, orGroups: readonly string[][]): string[] | null {
+  const searches = planUnder(plan, id).filter((x) => /^(SCAN|SEARCH) /.test(x.detail))
+    .map((x) => /^SEARCH (\S+) USING (?:COVERING )?INDEX (\S+) \((.*)\)$/.exec(x.detail) ?? /^SCAN (\S+)()()$/.exec(x.detail));
   if (searches.length < 2 || searches.some((m) => !m || m[1] !== table)) return null;
-  const constrained = searches.map((m) => new Set(m![3].split(' AND ').map((c) => /^(\w+)[=<>]/.exec(c)?.[1] ?? '')));
+  // A branch no index serves is a scan of the table in rowid order, testing the branch on every row.
+  const constrained = searches.map((m) => (m![2] ? new Set(m![3].split(' AND ').map((c) => /^(\w+)[=<>]/.exec(c)?.[1] ?? '')) : null));
   const named = new RegExp(`${escapeRe(q(table))}\\."((?:[^"]|"")+)"`, 'g');
   const group = orGroups.find((g) => g.length === searches.length && g.every((branch, k) => {
     const cols = [...branch.matchAll(named)].map((x) => x[1]);
-    return cols.length > 0 && cols.every((c) => constrained[k].has(c));
+    return cols.length > 0 && cols.every((c) => constrained[k]?.has(c) ?? true);
   }));
   if (!group) return null;
   const keys: string[] = [`CASE ${group.map((b, k) => `WHEN ${b} THEN ${k}`).join(' ')} ELSE ${group.length} END`];
   for (let k = 0; k < group.length; k++) {
-    const terms = keyTerms(coll, searches[k]![2]);
+    const terms = keyTerms(coll, searches[k]![2] || undefined);
     if (!terms) return null;
     for (const t of terms) {
       const m = /^("(?:[^"]|"")+")(\s+COLLATE\s+\w+)?(\s+(?:ASC|DESC))?$/i.exec(t);
       if (!m) return null;
-      keys.push(`CASE WHEN ${group[k]} THEN ${q(table)}.${m[1]} END${m[2] ?? ''}${m[3] ?? ''}`);
+      // Only rows of branch k (none of the earlier branches holds) are keyed by its index.
+      const earlier = group.slice(0, k).map((b) => `WHEN ${b} THEN NULL `).join('');
+      keys.push(`CASE ${earlier}WHEN ${group[k]} THEN ${q(table)}.${m[1]} END${m[2] ?? ''}${m[3] ?? ''}`);
     }
   }
   return [...keys, `${col(table, ROWID)} ASC`];
+}
+
+/** The rows of a plan under row `id`, depth first. */
+function planUnder(plan: PlanRow[], id: number): PlanRow[] {
+  return plan.filter((x) => x.parent === id).flatMap((x) => [x, ...planUnder(plan, x.id)]);
+}
+
+/** The one table an OR split's searches read, or null. */
+function orAlias(plan: PlanRow[], id: number): string | null {
+  const names = new Set(planUnder(plan, id).filter((x) => /^(SCAN|SEARCH) /.test(x.detail)).map((x) => /^(?:SCAN|SEARCH) (\S+)/.exec(x.detail)![1]));
+  return names.size === 1 ? [...names][0] : null;
 }
 
 function escapeRe(s: string): string {
