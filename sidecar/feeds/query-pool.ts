@@ -36,9 +36,11 @@ export class QueryPool {
   constructor(threads = Math.max(1, Math.min(4, availableParallelism())), searchThreads = 1) {
     const pool = (n: number) => new Piscina({
       filename: new URL('./sql-worker.ts', import.meta.url).href,
-      minThreads: n,
+      // Threads start with the first tasks and then stay: a sidecar whose clients use no feed or search
+      // holds none (about 25 MB each), and a busy one never pays a thread's start twice.
+      minThreads: 0,
       maxThreads: n,
-      idleTimeout: 60_000,
+      idleTimeout: Infinity,
       // A few tasks waiting at each thread: it runs them back to back, instead of idling until the main
       // thread, busy answering requests, has read the last result and sent the next task.
       concurrentTasksPerWorker: 4,
