@@ -79,11 +79,13 @@ export class SelectParts {
   joins: Join[] = [];
   wheres: string[] = [];
   orderBy: string[] = [];
+  /** An index of the base table the statement must read (INDEXED BY); PocketBase's statements name none. */
+  indexedBy: string | null = null;
 
   constructor(readonly table: string) {}
 
   from(): string {
-    let sql = ` FROM ${q(this.table)}`;
+    let sql = ` FROM ${q(this.table)}${this.indexedBy ? ` INDEXED BY ${q(this.indexedBy)}` : ''}`;
     for (const j of this.joins) sql += ` LEFT JOIN ${j.table} ${q(j.alias)}${j.on ? ` ON ${j.on}` : ''}`;
     if (this.wheres.length) sql += ` WHERE ${this.wheres.map((w) => `(${w})`).join(' AND ')}`;
     return sql;
