@@ -87,13 +87,23 @@ export class ReplicaStore {
     this.db.pragma('optimize');
   }
 
+  // Read on every request (the instance, with the position): prepared once.
+  private stateStatements: { get: Database.Statement; set: Database.Statement } | null = null;
+
+  private get state(): { get: Database.Statement; set: Database.Statement } {
+    return (this.stateStatements ??= {
+      get: this.db.prepare('SELECT value FROM _hapta_state WHERE key = ?'),
+      set: this.db.prepare('INSERT INTO _hapta_state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
+    });
+  }
+
   getState(key: string): string | null {
-    const row = this.db.prepare('SELECT value FROM _hapta_state WHERE key = ?').get(key) as { value: string } | undefined;
+    const row = this.state.get.get(key) as { value: string } | undefined;
     return row ? row.value : null;
   }
 
   setState(key: string, value: string): void {
-    this.db.prepare('INSERT INTO _hapta_state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+    this.state.set.run(key, value);
   }
 
   get format(): string | null {

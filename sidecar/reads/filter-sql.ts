@@ -47,7 +47,9 @@ function resolveOperand(op: Operand, r: FieldResolver): Resolved {
   switch (op.kind) {
     case 'identifier': return r.resolve(op.name);
     case 'bool': case 'null': {
-      // A field of that name wins; otherwise the literal (normalizedIdentifiers).
+      // A field of that name wins; otherwise the literal (normalizedIdentifiers). A bare word that names
+      // no field of the base collection is the literal without asking the resolver (which would throw).
+      if (!/[.:@]/.test(op.raw) && !r.base.fields.has(op.raw)) return literal(op.kind === 'null' ? 'NULL' : op.value ? '1' : '0');
       try {
         const res = r.resolve(op.raw);
         if (res.id !== '') return res;
