@@ -110,9 +110,13 @@ export class ReplicaStore {
     return this.getState('format');
   }
 
+  /** The PocketBase database this replica copies. Read on every request: cached (initialise sets it). */
   get instance(): string | null {
-    return this.getState('instance');
+    if (this.instanceCache === undefined) this.instanceCache = this.getState('instance');
+    return this.instanceCache;
   }
+
+  private instanceCache: string | null | undefined;
 
   /** The last change applied: every change up to it is in the replica. Read on every request: cached. */
   get position(): Position {
@@ -186,11 +190,16 @@ export class ReplicaStore {
 
   /** Starts a replica of one PocketBase database (instance) at a known log position. */
   initialise(instance: string, position: Position): void {
-    this.db.transaction(() => {
-      this.setState('instance', instance);
-      this.setState('format', FORMAT_VERSION);
-      this.setPosition(position.seq, position.anchor);
-    })();
+    try {
+      this.db.transaction(() => {
+        this.setState('instance', instance);
+        this.setState('format', FORMAT_VERSION);
+        this.setPosition(position.seq, position.anchor);
+      })();
+    } finally {
+      this.instanceCache = undefined;
+      this.positionCache = null;
+    }
   }
 
   /** A build table for copying a collection next to the live one. */
