@@ -74,6 +74,8 @@ export interface HaptaConfig {
     maxSnapshots: number;
     reuseMs: number;
     answerCacheBytes: number;
+    shareRankings: boolean;
+    maxSharedDepth: number;
     window: FeedWindow;
   };
   /**
@@ -203,6 +205,8 @@ export const OPTIONS: readonly Option[] = [
   { path: 'feedEngine.maxSnapshots', env: 'HAPTA_FEED_SNAPSHOTS', kind: 'number', default: 2000, description: 'Feed rankings kept in memory for cursors (least recently used dropped first).' },
   { path: 'feedEngine.reuseMs', env: 'HAPTA_FEED_REUSE_MS', kind: 'number', default: 2000, description: 'Identical first feed pages within this many ms share one ranking (0: rank every request).' },
   { path: 'feedEngine.answerCacheBytes', env: 'HAPTA_FEED_ANSWER_CACHE_BYTES', kind: 'number', default: 33554432, description: 'Bytes of rendered feed pages kept until the replica changes (0: none).' },
+  { path: 'feedEngine.shareRankings', env: 'HAPTA_FEED_SHARE_RANKINGS', kind: 'boolean', default: true, description: 'Rank a profile once for every requester and filter the ranking per requester (needs HAPTA_FEED_REUSE_MS > 0); false: every requester is ranked alone.' },
+  { path: 'feedEngine.maxSharedDepth', env: 'HAPTA_FEED_MAX_SHARED_DEPTH', kind: 'number', default: 4000, description: 'Deepest a shared ranking goes for a requester who may see few of its items before that requester is ranked alone (at least HAPTA_FEED_MAX_ITEMS).' },
 ];
 
 function rateLimitOptions(cls: RouteClass, max: number, duration: number, ip: boolean, message: string): Option[] {
@@ -356,6 +360,8 @@ function validate(cfg: HaptaConfig): void {
   atLeast(fe.reuseMs, 0, 'HAPTA_FEED_REUSE_MS');
   atLeast(fe.answerCacheBytes, 0, 'HAPTA_FEED_ANSWER_CACHE_BYTES');
   fe.maxItems = Math.min(10_000, Math.max(1, Math.floor(fe.maxItems)));
+  atLeast(fe.maxSharedDepth, 1, 'HAPTA_FEED_MAX_SHARED_DEPTH');
+  fe.maxSharedDepth = Math.max(fe.maxItems, Math.floor(fe.maxSharedDepth));
   fe.maxSnapshots = Math.max(1, Math.floor(fe.maxSnapshots));
   const w = fe.window;
   if (w.m0 !== undefined) { atLeast(w.m0, 1, 'feedEngine.window.m0'); w.m0 = Math.floor(w.m0); }

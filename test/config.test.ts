@@ -25,6 +25,18 @@ test('environment variables override defaults and are parsed by type', () => {
   assert.throws(() => loadConfig({ HAPTA_LOG_LEVEL: 'loud' }), ConfigError);
 });
 
+test('feed ranking sharing: on by default, off by HAPTA_FEED_SHARE_RANKINGS, depth at least the cap', () => {
+  const d = loadConfig({});
+  assert.equal(d.feedEngine.shareRankings, true);
+  assert.equal(d.feedEngine.maxSharedDepth, 4 * d.feedEngine.maxItems);
+  const c = loadConfig({ HAPTA_FEED_SHARE_RANKINGS: 'false', HAPTA_FEED_MAX_SHARED_DEPTH: '10', HAPTA_FEED_MAX_ITEMS: '50' });
+  assert.equal(c.feedEngine.shareRankings, false);
+  assert.equal(c.feedEngine.maxSharedDepth, 50, 'raised to the depth cap');
+  assert.equal(loadConfig({ HAPTA_FEED_MAX_SHARED_DEPTH: '2500.7' }).feedEngine.maxSharedDepth, 2500);
+  assert.throws(() => loadConfig({ HAPTA_FEED_MAX_SHARED_DEPTH: '0' }), ConfigError);
+  assert.throws(() => loadConfig({ HAPTA_FEED_SHARE_RANKINGS: 'sometimes' }), ConfigError);
+});
+
 test('production refuses the local default superuser credentials', () => {
   assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /PB_SUPERUSER_EMAIL/);
   assert.throws(() => loadConfig({ NODE_ENV: 'production', PB_SUPERUSER_EMAIL: 'ops@example.com' }), ConfigError);
