@@ -66,3 +66,55 @@ export function chartSvg(title: string, subtitle: string, targets: ChartTarget[]
   out.push('</svg>');
   return out.join('\n') + '\n';
 }
+
+export interface RealtimePoint { target: string; subscribers: number; achieved: number; p99: number }
+
+/**
+ * The realtime fan-out chart: writes/s PocketBase achieved (left) and write-to-event p99 (right, log
+ * scale) against the number of subscribers, one line per target.
+ */
+export function realtimeChartSvg(title: string, subtitle: string, points: RealtimePoint[]): string {
+  const W = 960;
+  const H = 420;
+  const top = 80;
+  const bottom = 340;
+  const targets = [...new Set(points.map((p) => p.target))];
+  const sizes = [...new Set(points.map((p) => p.subscribers))].sort((a, b) => a - b);
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, sans-serif" font-size="12">`);
+  out.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);
+  out.push(`<text x="20" y="28" font-size="17" font-weight="600">${esc(title)}</text>`);
+  out.push(`<text x="20" y="48" fill="#555">${esc(subtitle)}</text>`);
+  const panel = (x0: number, w: number, label: string, value: (p: RealtimePoint) => number, log: boolean) => {
+    const vals = points.map(value).filter((v) => v > 0);
+    const lo = log ? Math.pow(10, Math.floor(Math.log10(Math.min(...vals, 1)))) : 0;
+    const hi = log ? Math.pow(10, Math.ceil(Math.log10(Math.max(...vals, 10)))) : Math.ceil(Math.max(...vals, 1) / 5) * 5;
+    const y = (v: number) => (log
+      ? bottom - ((bottom - top - 20) * (Math.log10(Math.max(v, lo)) - Math.log10(lo))) / (Math.log10(hi) - Math.log10(lo))
+      : bottom - ((bottom - top - 20) * v) / hi);
+    const x = (s: number) => x0 + 20 + ((w - 40) * sizes.indexOf(s)) / Math.max(1, sizes.length - 1);
+    out.push(`<text x="${x0}" y="${top - 10}" font-weight="600">${esc(label)}</text>`);
+    const ticks = log ? Array.from({ length: Math.round(Math.log10(hi / lo)) + 1 }, (_, i) => lo * Math.pow(10, i)) : [0, hi / 4, hi / 2, (3 * hi) / 4, hi];
+    for (const v of ticks) {
+      out.push(`<line x1="${x0}" y1="${y(v)}" x2="${x0 + w}" y2="${y(v)}" stroke="#eee"/>`);
+      out.push(`<text x="${x0 - 4}" y="${y(v) + 4}" text-anchor="end" fill="#777">${fmt(v)}</text>`);
+    }
+    out.push(`<line x1="${x0}" y1="${bottom}" x2="${x0 + w}" y2="${bottom}" stroke="#999"/>`);
+    for (const s of sizes) out.push(`<text x="${x(s)}" y="${bottom + 16}" text-anchor="middle">${s.toLocaleString('en-US')}</text>`);
+    out.push(`<text x="${x0 + w / 2}" y="${bottom + 34}" text-anchor="middle" fill="#555">subscribers</text>`);
+    targets.forEach((t, i) => {
+      const line = points.filter((p) => p.target === t).sort((a, b) => a.subscribers - b.subscribers);
+      const color = COLORS[(i + 1) % COLORS.length];
+      out.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${line.map((p) => `${x(p.subscribers)},${y(value(p))}`).join(' ')}"/>`);
+      for (const p of line) {
+        out.push(`<circle cx="${x(p.subscribers)}" cy="${y(value(p))}" r="3" fill="${color}"/>`);
+        out.push(`<text x="${x(p.subscribers)}" y="${y(value(p)) - 7}" text-anchor="middle" font-size="10">${fmt(value(p))}</text>`);
+      }
+      out.push(`<rect x="${x0 + 10}" y="${top + 4 + i * 16}" width="10" height="10" fill="${color}"/><text x="${x0 + 26}" y="${top + 13 + i * 16}">${esc(t)}</text>`);
+    });
+  };
+  panel(60, 380, 'Writes/s PocketBase achieved (20 asked, higher is better)', (p) => p.achieved, false);
+  panel(540, 380, 'Write-to-event p99 (ms, log scale, lower is better)', (p) => p.p99, true);
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}

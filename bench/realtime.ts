@@ -15,8 +15,8 @@
 // --heap DIR writes a heap snapshot of the sidecar into DIR at the end of each of its runs (subscribers
 // still connected); the sidecar's heap and RSS at that point are printed either way.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
 import { Agent, request, type IncomingMessage } from 'node:http';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +25,7 @@ import { superuserToken } from '../test/harness/dump.js';
 import { startPocketBase, SUPERUSER } from '../test/harness/pocketbase.js';
 import { startSidecar, waitForSync } from '../test/harness/sidecar.js';
 import { watch } from './procstat.js';
+import { realtimeChartSvg } from './chart.js';
 import { saveResult, summary, table } from './stats.js';
 
 const { values: args } = parseArgs({
@@ -409,6 +410,13 @@ async function main(): Promise<void> {
     console.log('\n' + out);
     const file = saveResult('realtime', { rate, seconds, published: share, loads: loadCount, rows, sidecarStats: stats });
     console.log(`\nsaved ${file}`);
+    if (new Set(rows.map((r) => r.target)).size > 1) {
+      const svg = join(dirname(file), 'realtime.svg');
+      writeFileSync(svg, realtimeChartSvg('Realtime fan-out: PocketBase direct and through the sidecar',
+        `${rate} writes/s asked, ${Math.round(share * 100)}% to every subscriber, a per-subscriber list rule, one 2-core machine`,
+        rows.map((r) => ({ target: r.target === 'pocketbase' ? 'PocketBase direct' : 'sidecar', subscribers: r.subscribers, achieved: r.achieved, p99: r.p99 }))));
+      console.log(`saved ${svg}`);
+    }
   } finally {
     for (const c of children) c.kill();
     await pb.destroy();
