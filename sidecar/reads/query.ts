@@ -204,12 +204,7 @@ export function listRecords(store: ReplicaStore, catalog: Catalog, coll: Collect
     totalItems = Number(run<{ n: number }>(store, countSql, ctx.bag, 'get', true).n);
     totalPages = Math.ceil(totalItems / p.perPage);
   }
-  const itemsSql = (walk: string | null) => {
-    parts.indexedBy = walk;
-    const sql = `${parts.select(`${q(coll.spec.table)}.*`)}${order.length ? ` ORDER BY ${order.join(', ')}` : ''} LIMIT ${p.perPage} OFFSET ${offset}`;
-    parts.indexedBy = null;
-    return sql;
-  };
+  const itemsSql = (walk?: string) => `${parts.select(`${q(coll.spec.table)}.*`, walk)}${order.length ? ` ORDER BY ${order.join(', ')}` : ''} LIMIT ${p.perPage} OFFSET ${offset}`;
   // Where the ORDER BY ends in the rowid every plan gives the same page, and the one to run is the
   // cheapest; where it is PocketBase's statement as it is (arrival `[]`), the replica's plan is the order.
   const total = order.length > 0 && order[order.length - 1].startsWith(`${col(coll.spec.table, ROWID)} `);
@@ -224,7 +219,7 @@ export function listRecords(store: ReplicaStore, catalog: Catalog, coll: Collect
       // no plan reads that index for this statement: the planner's own choice below
     }
   }
-  const rows = run<Row[]>(store, itemsSql(null), ctx.bag, 'all', !random);
+  const rows = run<Row[]>(store, itemsSql(), ctx.bag, 'all', !random);
   return { rows, page: p.page, perPage: p.perPage, totalItems, totalPages };
 }
 
@@ -243,7 +238,7 @@ function sortWalk(store: ReplicaStore, coll: CollectionInfo, parts: SelectParts,
   if (!first) return null;
   const index = (coll.c.indexes ?? []).map((def) => indexTerms(coll.spec, def)).find((x) => x && /^("(?:[^"]|"")+")(?: (?:ASC|DESC))?$/.exec(x.terms[0])?.[1] === first[1]);
   if (!index) return null;
-  const rows = Number((store.db.prepare(`SELECT MAX(rowid) AS n FROM ${q(table)}`).get() as { n: number | null }).n ?? 0);
+  const rows = Number(run<{ n: number | null }>(store, `SELECT MAX(rowid) AS n FROM ${q(table)}`, new ParamBag(), 'get', false).n ?? 0);
   if (needed * (rows / matching) * 4 > matching) return null;
   return `_hapta_ix_${table}__${index.name}`;
 }
@@ -374,19 +369,17 @@ function replicaPlanOrder(store: ReplicaStore, coll: CollectionInfo, parts: Sele
       for (const name of diff.columns) if (sql.includes(col(alias, name))) return null;
     }
   }
-  const top = rows.filter((x) => x.parent === 0);
-  const first = top.findIndex((x) => /^(SCAN|SEARCH|MULTI-INDEX OR)/.test(x.detail));
-  if (first === -1 || top.slice(0, first).some((x) => !/^BLOOM FILTER /.test(x.detail))) return null;
+  const outerLoop = outerLoopOf(rows);
+  if (!outerLoop) return null;
+  const { top, first } = outerLoop;
   const ours = (index: string | undefined) => index === undefined || index === `sqlite_autoindex_${table}_1` || index.startsWith(`_hapta_ix_${table}__`) || index === `${table}__pb_rowid`;
-  const loop = (detail: string) => /^(?:SCAN|SEARCH) (\S+)(?: USING (?:COVERING )?INDEX (\S+))?(?: \((.*)\))?(?: LEFT-JOIN)?$/.exec(detail);
 
   // A union of index searches on the base table: visited search by search, as PocketBase does.
   if (top[first].detail === 'MULTI-INDEX OR') {
-    const under = (id: number): PlanRow[] => rows.filter((x) => x.parent === id).flatMap((x) => [x, ...under(x.id)]);
-    const searches = under(top[first].id).filter((x) => /^(SCAN|SEARCH) /.test(x.detail)).map((x) => loop(x.detail));
+    const searches = planUnder(rows, top[first].id).filter((x) => /^(SCAN|SEARCH) /.test(x.detail)).map((x) => LOOP.exec(x.detail));
     return searches.length > 0 && searches.every((m) => m && m[1] === table && m[2] !== undefined && m[2] !== `${table}__pb_rowid` && ours(m[2])) ? [] : null;
   }
-  const m = loop(top[first].detail);
+  const m = LOOP.exec(top[first].detail);
   if (!m) return null;
   const unique = differingIndexes(coll).unique;
   if (!theirs && parts.distinct && unique.length > 0) {
@@ -410,7 +403,7 @@ function replicaPlanOrder(store: ReplicaStore, coll: CollectionInfo, parts: Sele
   const next = top.findIndex((x, i) => i > first && /^(SCAN|SEARCH) /.test(x.detail));
   if (!outer || !rel || m[2] || next === -1 || (parts.orderBy.length > 0 && !sorter)) return null;
   if (top.slice(first + 1, next).some((x) => !/^BLOOM FILTER /.test(x.detail))) return null;
-  const inner = loop(top[next].detail);
+  const inner = LOOP.exec(top[next].detail);
   if (!inner || inner[1] !== table || !inner[2] || !inner[2].startsWith(`_hapta_ix_${table}__`)) return null;
   const keys = keysOf(store, inner[2]);
   const fixed = (inner[3] ?? '').split(' AND ').map((c) => /^(\w+)=\?$/.exec(c)?.[1]);
@@ -487,9 +480,9 @@ function keyTerms(c: CollectionInfo, index: string | undefined): string[] | null
  */
 function orderOfPlan(plan: PlanRow[], coll: CollectionInfo, parts: SelectParts, orGroups: readonly string[][], aliases: ReadonlyMap<string, CollectionInfo>): string[] | null {
   const table = coll.spec.table;
-  const top = plan.filter((x) => x.parent === 0);
-  const first = top.findIndex((x) => /^(SCAN|SEARCH|MULTI-INDEX OR)/.test(x.detail));
-  if (first === -1 || top.slice(0, first).some((x) => !/^BLOOM FILTER /.test(x.detail))) return null;
+  const outerLoop = outerLoopOf(plan);
+  if (!outerLoop) return null;
+  const { top, first } = outerLoop;
   // A sorter for the whole ORDER BY leaves only ties to the loops; a partial one (the walk gives the
   // first terms) sorts within runs of the walk, which runs in the direction of the first term.
   const sorter = top.some((x) => x.detail === 'USE TEMP B-TREE FOR ORDER BY');
@@ -504,6 +497,13 @@ function orderOfPlan(plan: PlanRow[], coll: CollectionInfo, parts: SelectParts, 
   if (!m) return null;
   if (m[1] !== table) return joinFirstOrder(plan, top, first, coll, parts, aliases, walkSorts, orGroups);
   return walkOrder(coll, table, m[2], parts, walkSorts);
+}
+
+/** A plan's top-level rows and its outer loop among them (only bloom filters before it), or null. */
+function outerLoopOf(plan: PlanRow[]): { top: PlanRow[]; first: number } | null {
+  const top = plan.filter((x) => x.parent === 0);
+  const first = top.findIndex((x) => /^(SCAN|SEARCH|MULTI-INDEX OR)/.test(x.detail));
+  return first === -1 || top.slice(0, first).some((x) => !/^BLOOM FILTER /.test(x.detail)) ? null : { top, first };
 }
 
 /** One loop of a plan: alias, index, constraints. */

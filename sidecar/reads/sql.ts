@@ -79,19 +79,18 @@ export class SelectParts {
   joins: Join[] = [];
   wheres: string[] = [];
   orderBy: string[] = [];
-  /** An index of the base table the statement must read (INDEXED BY); PocketBase's statements name none. */
-  indexedBy: string | null = null;
 
   constructor(readonly table: string) {}
 
-  from(): string {
-    let sql = ` FROM ${q(this.table)}${this.indexedBy ? ` INDEXED BY ${q(this.indexedBy)}` : ''}`;
+  /** `indexedBy`: an index of the base table the statement must read (PocketBase's statements name none). */
+  from(indexedBy?: string): string {
+    let sql = ` FROM ${q(this.table)}${indexedBy ? ` INDEXED BY ${q(indexedBy)}` : ''}`;
     for (const j of this.joins) sql += ` LEFT JOIN ${j.table} ${q(j.alias)}${j.on ? ` ON ${j.on}` : ''}`;
     if (this.wheres.length) sql += ` WHERE ${this.wheres.map((w) => `(${w})`).join(' AND ')}`;
     return sql;
   }
 
-  select(columns: string): string {
-    return `SELECT ${this.distinct ? 'DISTINCT ' : ''}${columns}${this.from()}`;
+  select(columns: string, indexedBy?: string): string {
+    return `SELECT ${this.distinct ? 'DISTINCT ' : ''}${columns}${this.from(indexedBy)}`;
   }
 }
