@@ -145,13 +145,14 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
     replicator, sessions, forwarder, upstream, log: log.child({ component: 'realtime-api' }),
     identify: identifyRequester, corsOrigins: config.gate.corsOrigins, limits: config.realtime, writeWaitMs: config.consistency.readWaitMs,
   });
-  // With realtime answered from the replica, a write is answered once the replica holds it (see
-  // Realtime.afterWrite): its events go out first, and the caller's next write cannot overtake them.
+  // With realtime answered from the replica, a writer's next write waits until the replica has read its
+  // previous one (Realtime.beforeWrite): close writes are never read together, their events never merged.
   const writeConsistency = config.realtime.fromReplica ? {
     readable: (ctx: Koa.Context) => consistency.readable(ctx),
+    beforeWrite: (ctx: Koa.Context) => realtime.beforeWrite(ctx),
     afterWrite: async (...args: Parameters<Consistency['afterWrite']>) => {
       await consistency.afterWrite(...args);
-      await realtime.afterWrite(args[0]);
+      realtime.afterWrite(args[0]);
     },
   } : consistency;
   // A PocketBase token passed through (HAPTA_ACCEPT_PB_TOKENS): only PocketBase knows who that is.

@@ -2,8 +2,8 @@
 // the sidecar, many times over: subscribe to posts/* as a user, create an own draft (visible to its
 // author only), read it back, update it, delete it at once. Every run must deliver create, update and
 // delete, in that order: the update's state has to reach the replica before the delete reaches
-// PocketBase (a write through the sidecar is answered once the replica holds it), or the two are read
-// together and the update's event is lost. And a record whose delete lands while the log read of its
+// PocketBase (a writer's next write waits until the replica has read its previous one), or the two are
+// read together and the update's event is lost. And a record whose delete lands while the log read of its
 // update is under way (its state already gone from that read) must still give its delete event.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -129,7 +129,7 @@ describe('realtime journey', { timeout: 240_000 }, () => {
     }
   });
 
-  test('a write whose wait for the replica passes the bound is answered anyway, and counted', async () => {
+  test('a write is answered without waiting for the replica; the writer\'s next write waits for it, past the bound is sent and counted', async () => {
     const u0 = env.identities[1];
     const c = new RawClient(env.url);
     await c.connect();
@@ -137,22 +137,33 @@ describe('realtime journey', { timeout: 240_000 }, () => {
     const read = source.readChanges;
     let release = () => {};
     const gate = new Promise<void>((r) => (release = r));
+    const create = (title: string) => fetch(`${env.url}/api/collections/posts/records`, {
+      method: 'POST', headers: { authorization: u0.key, 'content-type': 'application/json' },
+      body: JSON.stringify({ title, author: u0.id, published: false }),
+    });
     try {
       assert.equal((await c.subscribe(['posts/*'], u0.key)).status, 204);
       source.readChanges = async function (this: ChangeSource, ...args: Parameters<ChangeSource['readChanges']>) {
         await gate;
         return read.apply(this, args);
       };
-      const before = env.mounted.realtime.stats().writeWaitsTimedOut;
-      const res = await fetch(`${env.url}/api/collections/posts/records`, {
-        method: 'POST', headers: { authorization: u0.key, 'content-type': 'application/json' },
-        body: JSON.stringify({ title: 'answered past the bound', author: u0.id, published: false }),
-      });
-      assert.equal(res.status, 200, 'PocketBase has the write: it is answered');
-      assert.equal(env.mounted.realtime.stats().writeWaitsTimedOut, before + 1);
+      const stats = () => env.mounted.realtime.stats();
+      const held = stats().writesHeld;
+      const timedOut = stats().writeWaitsTimedOut;
+      const first = await create('answered while the replica is stopped');
+      assert.equal(first.status, 200, 'PocketBase has the write: it is answered at once');
+      assert.equal(stats().writesHeld, held, 'the first write did not wait');
+      assert.equal(c.events('posts/*').length, 0, 'its event cannot have come: the replica has not read it');
+      const t0 = performance.now();
+      const second = await create('sent past the bound');
+      assert.equal(second.status, 200);
+      assert.ok(performance.now() - t0 >= 900, 'the second write waited for the replica to read the first');
+      assert.equal(stats().writesHeld, held + 1);
+      assert.equal(stats().writeWaitsTimedOut, timedOut + 1);
       source.readChanges = read;
       release();
-      await until('its event, after the answer', () => c.events('posts/*').some((f) => JSON.parse(f.data).record.title === 'answered past the bound'));
+      await until('both events', () => c.events('posts/*').length >= 2);
+      assert.deepEqual(c.events('posts/*').map((f) => JSON.parse(f.data).record.title), ['answered while the replica is stopped', 'sent past the bound']);
     } finally {
       source.readChanges = read;
       release();

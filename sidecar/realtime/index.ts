@@ -64,7 +64,7 @@ export interface RealtimeDeps {
   corsOrigins?: string;
   /** The requester behind a request (default: requesterFrom(replicator)). */
   identify?: (ctx: Koa.Context) => Promise<Requester>;
-  /** How long afterWrite waits for the replica at most (default 1000 ms: the read wait's default). */
+  /** How long beforeWrite waits for the replica at most (default 1000 ms: the read wait's default). */
   writeWaitMs?: number;
 }
 
@@ -84,7 +84,9 @@ export interface RealtimeStats {
   expandUnsupported: number;
   deletesWithoutPreState: number;
   deletesAhead: number;
-  /** Writes answered before the replica held them (the wait for it passed its bound): their events may follow the answer. */
+  /** Writes that waited for the replica to read the same writer's previous write. */
+  writesHeld: number;
+  /** Of those, writes sent on after the bound (the replica did not read the previous one in time): their events may be read together. */
   writeWaitsTimedOut: number;
   closed: Record<string, number>;
   /** true when delete events are judged on the exact state before each batch (replicator hook). */
@@ -99,14 +101,16 @@ export interface Realtime {
   /** Both: GET → connect, POST → subscribe, any other method → next(). */
   routes: Koa.Middleware;
   /**
-   * After a write through the sidecar that PocketBase acknowledged (its log position in the answer's
-   * X-Hapta-Position, see consistency.ts): resolves once the replica has applied it, while collection
-   * topics are answered here (at most `writeWaitMs`). The write's events are then sent before its
-   * answer, as PocketBase sends them, and the caller's next write cannot reach PocketBase before the
-   * replica has read this one's record states: a delete close behind an update would otherwise be
-   * read together with it, and the update's event lost.
+   * Before a write through the sidecar: while collection topics are answered here, waits until the
+   * replica has read this writer's previous write (at most `writeWaitMs`), so the two are never read
+   * together (a delete close behind an update would otherwise hide the update's event).
    */
-  afterWrite(ctx: Koa.Context): Promise<void>;
+  beforeWrite(ctx: Koa.Context): Promise<void>;
+  /**
+   * After a write that PocketBase acknowledged (its log position in the answer's X-Hapta-Position, see
+   * consistency.ts): notes it as this writer's unread write and wakes the replica. The answer does not wait.
+   */
+  afterWrite(ctx: Koa.Context): void;
   stats(): RealtimeStats;
   close(): Promise<void>;
 }
@@ -357,32 +361,66 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
     return next();
   };
 
+  // A write is answered as soon as PocketBase acknowledges it. What must not happen is that the same
+  // writer's next write reaches PocketBase before the replica has read this one: the two could then be
+  // read together, and an update closely followed by a delete would lose the update's event. So each
+  // writer's (session's, or address's without one) last unread write is kept, and its next write waits
+  // for it (at most `writeWaitMs`; past it the write is sent anyway and counted).
   const writeWaitMs = deps.writeWaitMs ?? 1000;
+  let writesHeld = 0;
   let writeWaitsTimedOut = 0;
-  const afterWrite = async (ctx: Koa.Context): Promise<void> => {
+  interface Unread { seq: number; instance: string; waiters: Array<() => void> }
+  const unread = new Map<string, Unread>();
+  const release = (key: string, u: Unread) => {
+    if (unread.get(key) === u) unread.delete(key);
+    for (const w of u.waiters.splice(0)) w();
+  };
+  const offApplied = deps.replicator.onApplied(() => {
+    const r = deps.replicator;
+    for (const [key, u] of unread) if (u.instance !== r.store?.instance || r.seq >= u.seq) release(key, u);
+  });
+  const writerKey = (ctx: Koa.Context) => {
+    const sid = (ctx.state.auth as Authenticated | undefined)?.session.sid;
+    return sid ? `s:${sid}` : `ip:${clientIp(ctx)}`;
+  };
+
+  const beforeWrite = async (ctx: Koa.Context): Promise<void> => {
+    const key = writerKey(ctx);
+    const u = unread.get(key);
+    if (!u) return;
+    if (!engine.active) return release(key, u);
+    writesHeld++;
+    let timer: NodeJS.Timeout | undefined;
+    const read = await Promise.race([
+      new Promise<boolean>((resolve) => u.waiters.push(() => resolve(true))),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), writeWaitMs))),
+    ]).finally(() => clearTimeout(timer));
+    if (!read) writeWaitsTimedOut++;
+  };
+
+  const afterWrite = (ctx: Koa.Context): void => {
     const r = deps.replicator;
     const store = r.store;
     if (!engine.active || !store) return;
+    const key = writerKey(ctx);
     const p = parsePosition(String(ctx.response.get(POSITION_HEADER) || ''), store.instance);
-    if (p && p.instance === store.instance && r.seq >= p.seq) return;
-    let off = () => {};
-    let timer: NodeJS.Timeout | undefined;
+    if (p && p.instance === store.instance) {
+      if (r.seq >= p.seq) return;
+      const prev = unread.get(key);
+      if (prev && prev.seq >= p.seq) return;
+      const u: Unread = { seq: p.seq, instance: p.instance, waiters: prev?.waiters ?? [] };
+      unread.set(key, u);
+      r.announced(p.seq);
+      return;
+    }
     // Without a known position (the head could not be read): a read of the log that starts now covers it.
-    const applied = p && p.instance === store.instance
-      ? new Promise<void>((resolve) => {
-        off = r.onApplied(() => { if (r.seq >= p.seq) resolve(); });
-        r.announced(p.seq);
-      })
-      : r.syncAfterNow();
-    const held = await Promise.race([applied.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), writeWaitMs)))]).finally(() => {
-      off();
-      clearTimeout(timer);
-    });
-    if (!held) writeWaitsTimedOut++;
+    const u: Unread = { seq: Number.POSITIVE_INFINITY, instance: store.instance ?? '', waiters: unread.get(key)?.waiters ?? [] };
+    unread.set(key, u);
+    void r.syncAfterNow().then(() => release(key, u));
   };
 
   return {
-    connect, subscribe, routes, afterWrite,
+    connect, subscribe, routes, beforeWrite, afterWrite,
     stats(): RealtimeStats {
       return {
         clients: registry.size,
@@ -393,6 +431,7 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
         statements: engine.access.stats.statements,
         batchedStatements: engine.access.stats.batchedStatements,
         unsupported: engine.access.stats.unsupported,
+        writesHeld,
         writeWaitsTimedOut,
         closed: { ...closedBy },
         exactPreState: batches.exact,
@@ -400,6 +439,8 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
     },
     async close() {
       batches.detach();
+      offApplied();
+      for (const [key, u] of unread) release(key, u);
       await sessionLoop.stop();
       for (const c of [...registry.clients.values()]) c.close('shutdown');
       for (const r of relays.values()) r.close();

@@ -7,10 +7,11 @@ import type { Forwarder } from '../http/forward.js';
 
 export interface ForwardDeps {
   forwarder: Forwarder;
-  consistency: Pick<Consistency, 'afterWrite'>;
+  consistency: Pick<Consistency, 'afterWrite'> & { beforeWrite?: (ctx: Context) => Promise<void> };
 }
 
 export async function forwardWrite(ctx: Context, deps: ForwardDeps, body: Buffer | undefined, contentType?: string, path = ctx.url): Promise<void> {
+  await deps.consistency.beforeWrite?.(ctx);
   const answer = await deps.forwarder.fetch(ctx, { body, contentType, path });
   if (answer.status >= 200 && answer.status < 300) await deps.consistency.afterWrite(ctx);
   deps.forwarder.relay(ctx, answer);
