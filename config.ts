@@ -1,6 +1,7 @@
 // Hapta's configuration: every option with its type, default, environment variable and a one-line
 // description. Read once at start-up (loadConfig) and passed into constructors; nothing else reads
 // process.env. README's configuration table is printed from OPTIONS by `npm run config:table`.
+import { compiled } from './lib/runtime.js';
 import type { RealtimeLimits } from './sidecar/realtime/index.js';
 import type { WriteHooks } from './sidecar/writes/hooks.js';
 
@@ -285,6 +286,8 @@ export function checkUserModule(mod: unknown, where: string): Required<UserModul
   return { feeds: feeds as Record<string, FeedProfile>, writeHooks: hooks as WriteHooks };
 }
 
+let tsxRegistered = false;
+
 /** Loads HAPTA_CONFIG_MODULE (if set) into the configuration: its feeds and write hooks replace the reference ones. */
 export async function withUserModule(cfg: HaptaConfig, cwd = process.cwd()): Promise<HaptaConfig> {
   if (!cfg.configModule) return cfg;
@@ -293,6 +296,11 @@ export async function withUserModule(cfg: HaptaConfig, cwd = process.cwd()): Pro
   const file = resolve(cwd, cfg.configModule);
   let mod: unknown;
   try {
+    // The compiled sidecar loads a TypeScript config module through tsx.
+    if (compiled && !tsxRegistered && /\.[cm]?ts$/.test(file)) {
+      (await import('tsx/esm/api')).register();
+      tsxRegistered = true;
+    }
     mod = await import(pathToFileURL(file).href);
   } catch (err) {
     throw new ConfigError(`HAPTA_CONFIG_MODULE ${cfg.configModule}: cannot be loaded (${(err as Error).message})`);

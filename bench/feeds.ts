@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { REFERENCE_FEEDS } from '../config.js';
+import { tsLoader } from '../lib/runtime.js';
 import { FeedIndex } from '../replica/feed-index.js';
 import type { Replicator } from '../replica/replicator.js';
 import { encodeRecord, tableSpec, type PbCollection } from '../replica/schema.js';
@@ -108,7 +109,7 @@ async function seed(path: string): Promise<{ store: ReplicaStore; users: string[
 }
 
 async function load(url: string, headers: Record<string, string>, duration: number): Promise<{ rps: number; p50: number; p99: number; errors: number; non2xx: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--load', JSON.stringify({ url, headers, duration })], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...tsLoader, fileURLToPath(import.meta.url), '--load', JSON.stringify({ url, headers, duration })], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   await new Promise((res) => child.on('exit', res));

@@ -21,6 +21,7 @@ import { writeHeapSnapshot } from 'node:v8';
 import { Agent, request, type IncomingMessage } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { tsLoader } from '../lib/runtime.js';
 import { superuserToken } from '../test/harness/dump.js';
 import { startPocketBase, SUPERUSER } from '../test/harness/pocketbase.js';
 import { startSidecar, waitForSync } from '../test/harness/sidecar.js';
@@ -217,7 +218,7 @@ class Child {
   }
 
   static spawn(role: string, extra: string[] = [], nodeArgs: string[] = []): Child {
-    const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', fileURLToPath(import.meta.url), '--role', role, ...extra], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const proc = spawn(process.execPath, [...nodeArgs, ...tsLoader, fileURLToPath(import.meta.url), '--role', role, ...extra], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     return new Child(proc);
   }
 

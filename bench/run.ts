@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { HAPROXY_INSTALL_HINT, haproxyBinary, startHaproxy, type Haproxy } from '../scripts/cluster.js';
+import { moduleArgs } from '../lib/runtime.js';
 import { projectRoot } from '../scripts/pocketbase-binary.js';
 import { api, superuserToken } from '../test/harness/dump.js';
 import { freePort } from '../test/harness/net.js';
@@ -100,7 +101,7 @@ async function removeLeftovers(pb: PocketBase, seededAt: string): Promise<void> 
 }
 
 function child(script: string, args: string[]): { proc: ChildProcess; output: Promise<string>; firstLine: Promise<string> } {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, 'bench', script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [...moduleArgs(`bench/${script}`), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   let resolveLine: (s: string) => void;
   const firstLine = new Promise<string>((r) => (resolveLine = r));
@@ -118,7 +119,7 @@ async function replay(spec: Omit<ReplaySpec, 'users' | 'concurrency'>, users: { 
   const file = join(work, `spec-${spec.tag}.json`);
   writeFileSync(file, JSON.stringify({ ...spec, concurrency: CONCURRENCY, announce: true, users: users.map((u) => ({ email: u.email, password: USER_PASSWORD })) }));
   const from = new Date().toISOString();
-  const c = child('replay.ts', [file]);
+  const c = child('replay', [file]);
   await c.firstLine; // signed in: the timed part starts
   const w = watch(pids);
   const out = await c.output;
@@ -314,7 +315,7 @@ async function main(): Promise<void> {
     log(`  ${Math.round(one.result.rps)} req/s, p99 ${one.result.overall.p99.toFixed(1)} ms`);
 
     // 3. The floor: bare Node with the sidecar's bodies.
-    const floor = child('floor.ts', [captureFile]);
+    const floor = child('floor', [captureFile]);
     children.push(floor.proc);
     const floorUrl = `http://127.0.0.1:${(await floor.firstLine).trim()}`;
     log('floor: measured run');

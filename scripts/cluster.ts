@@ -38,6 +38,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, loadConfig } from '../config.js';
+import { moduleArgs } from '../lib/runtime.js';
 import { projectRoot } from './pocketbase-binary.js';
 import { Supervised } from './supervise.js';
 
@@ -375,7 +376,7 @@ async function main(): Promise<void> {
     say(`using the Redis at ${redisUrl}`);
   }
 
-  const pb = new Supervised(label('pocketbase'), { command: process.execPath, args: ['--import', 'tsx', 'scripts/pocketbase.ts'], env: {
+  const pb = new Supervised(label('pocketbase'), { command: process.execPath, args: moduleArgs('scripts/pocketbase'), env: {
     ...process.env, PB_DATA_DIR: join(dataDir, 'pb_data'), PB_URL: config.pbUrl,
   } });
   running.push({ name: 'pocketbase', proc: pb });
@@ -386,7 +387,7 @@ async function main(): Promise<void> {
   for (let i = 1; i <= sidecars; i++) {
     const sidecarPort = port + i;
     backends.push({ name: `s${i}`, port: sidecarPort });
-    const proc = new Supervised(label(`sidecar-${i}`), { command: process.execPath, args: ['--import', 'tsx', 'sidecar/server.ts'], env: {
+    const proc = new Supervised(label(`sidecar-${i}`), { command: process.execPath, args: moduleArgs('sidecar/server'), env: {
       ...process.env,
       HAPTA_PORT: String(sidecarPort), HAPTA_HOST: '127.0.0.1', HAPTA_DATA_DIR: join(dataDir, `sidecar-${i}`),
       HAPTA_CONSUMER_ID: `sidecar_${i}`, HAPTA_REDIS_URL: redisUrl, HAPTA_SESSION_SECRET: secret, PB_URL: config.pbUrl,

