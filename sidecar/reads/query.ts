@@ -153,13 +153,14 @@ export interface ListParams {
  * PocketBase builds it; the caller adds sort/joins and must call resolver.updateQuery(parts) last (it
  * adds the joins and the list rules of joined collections). Also used by the feeds.
  */
-export function listWhere(catalog: Catalog, coll: CollectionInfo, info: RequestInfo, filter: string, superuser: boolean): { ctx: BuildContext; parts: SelectParts; resolver: FieldResolver } {
+export function listWhere(catalog: Catalog, coll: CollectionInfo, info: RequestInfo, filter: string, superuser: boolean): { ctx: BuildContext; parts: SelectParts; resolver: FieldResolver; rule: string | null } {
   const ctx = newContext(catalog, info);
   const parts = new SelectParts(coll.spec.table);
   // One resolver for rule, filter and sort, as in PocketBase: their joins are shared by alias.
   const r = new FieldResolver(ctx, coll, true);
   const rule = coll.c.listRule;
-  if (!superuser && rule) parts.wheres.push(ctx.buildRule(rule, r));
+  const ruleSql = !superuser && rule ? ctx.buildRule(rule, r) : null;
+  if (ruleSql !== null) parts.wheres.push(ruleSql);
   r.allowHidden = superuser;
   if (filter !== '') {
     let node;
@@ -171,14 +172,14 @@ export function listWhere(catalog: Catalog, coll: CollectionInfo, info: RequestI
     }
     parts.wheres.push(buildFilter(node, r));
   }
-  return { ctx, parts, resolver: r };
+  return { ctx, parts, resolver: r, rule: ruleSql };
 }
 
 export interface ListResult { rows: Row[]; page: number; perPage: number; totalItems: number; totalPages: number }
 
 /** recordsList: rule AND filter, sort, joins (+ joined collections' list rules), page and COUNT. */
 export function listRecords(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo, info: RequestInfo, p: ListParams, superuser: boolean): ListResult {
-  const { ctx, parts, resolver: r } = listWhere(catalog, coll, info, p.filter, superuser);
+  const { ctx, parts, resolver: r, rule } = listWhere(catalog, coll, info, p.filter, superuser);
   let random = false;
   for (const s of p.sort) {
     if (s.kind === 'random') { random = true; parts.orderBy.push('RANDOM()'); continue; }
@@ -198,10 +199,7 @@ export function listRecords(store: ReplicaStore, catalog: Catalog, coll: Collect
   let totalItems = -1;
   let totalPages = -1;
   if (!p.skipTotal) {
-    // Joins may repeat a record; without them each row is one record and COUNT(*) can read an index alone.
-    const counted = parts.joins.length === 0 ? 'COUNT(*)' : `COUNT(DISTINCT ${col(coll.spec.table, ROWID)})`;
-    const countSql = `SELECT ${counted} AS n${parts.from()}`;
-    totalItems = Number(run<{ n: number }>(store, countSql, ctx.bag, 'get', true).n);
+    totalItems = countMatches(store, coll, parts, ctx, rule);
     totalPages = Math.ceil(totalItems / p.perPage);
   }
   const itemsSql = (walk?: string) => `${parts.select(`${q(coll.spec.table)}.*`, walk)}${order.length ? ` ORDER BY ${order.join(', ')}` : ''} LIMIT ${p.perPage} OFFSET ${offset}`;
@@ -224,6 +222,35 @@ export function listRecords(store: ReplicaStore, catalog: Catalog, coll: Collect
 }
 
 /**
+ * The list's total. A list rule that is an OR of terms (`published = true || author = @request.auth.id`)
+ * is counted as disjoint parts, each term's rows that no earlier term matched: Σ COUNT(Tᵢ AND (T₁ OR … OR
+ * Tᵢ₋₁) IS NOT TRUE AND the rest), equal to COUNT((T₁ OR … OR Tₖ) AND the rest) whatever the NULLs. A term
+ * without the requester in it (`published = true`) is then one cached result for every requester, and a
+ * term with it (`author = @p1`) reads its index instead of scanning the table for each requester. Only
+ * without joins: with them a record's terms may hold on different joined rows.
+ */
+function countMatches(store: ReplicaStore, coll: CollectionInfo, parts: SelectParts, ctx: BuildContext, rule: string | null): number {
+  // Joins may repeat a record; without them each row is one record and COUNT(*) can read an index alone.
+  if (parts.joins.length > 0) {
+    return Number(run<{ n: number }>(store, `SELECT COUNT(DISTINCT ${col(coll.spec.table, ROWID)}) AS n${parts.from()}`, ctx.bag, 'get', true).n);
+  }
+  const at = rule === null ? -1 : parts.wheres.indexOf(rule);
+  const terms = at < 0 ? undefined : ctx.orGroups?.find((items) => `(${items.join(' OR ')})` === rule);
+  if (!terms || terms.length > MAX_COUNT_TERMS) return Number(run<{ n: number }>(store, `SELECT COUNT(*) AS n${parts.from()}`, ctx.bag, 'get', true).n);
+  let n = 0;
+  for (let i = 0; i < terms.length; i++) {
+    const own = i === 0 ? [terms[0]] : [terms[i], `(${terms.slice(0, i).join(' OR ')}) IS NOT TRUE`];
+    const wheres = [...parts.wheres.slice(0, at), ...own, ...parts.wheres.slice(at + 1)];
+    n += Number(run<{ n: number }>(store, `SELECT COUNT(*) AS n${parts.from(undefined, wheres)}`, ctx.bag, 'get', true).n);
+  }
+  planStats.countSplits++;
+  return n;
+}
+
+/** Rules with more OR terms are counted whole. */
+const MAX_COUNT_TERMS = 4;
+
+/**
  * The replica index to walk for a page whose sort starts with an indexed column of the base table,
  * where walking it costs less than what SQLite's planner tends to choose: finding every matching row by
  * the filter's index and sorting them all. SQLite does not weigh the LIMIT there; the count of matching
@@ -243,8 +270,8 @@ function sortWalk(store: ReplicaStore, coll: CollectionInfo, parts: SelectParts,
   return `_hapta_ix_${table}__${index.name}`;
 }
 
-/** How often a page was read by walking its sort's index (sortWalk), for tests and diagnostics. */
-export const planStats = { sortWalks: 0 };
+/** How often a page was read by walking its sort's index (sortWalk), and a total counted in parts (countMatches), for tests and diagnostics. */
+export const planStats = { sortWalks: 0, countSplits: 0 };
 
 /** A sort that already orders every row (it names the id or the rowid): no plan to mirror. */
 function totalOrder(coll: CollectionInfo, sort: SortItem[]): boolean {

@@ -82,11 +82,14 @@ export class SelectParts {
 
   constructor(readonly table: string) {}
 
-  /** `indexedBy`: an index of the base table the statement must read (PocketBase's statements name none). */
-  from(indexedBy?: string): string {
+  /**
+   * `indexedBy`: an index of the base table the statement must read (PocketBase's statements name none);
+   * `wheres`: conditions to use instead of the parts' own.
+   */
+  from(indexedBy?: string, wheres = this.wheres): string {
     let sql = ` FROM ${q(this.table)}${indexedBy ? ` INDEXED BY ${q(indexedBy)}` : ''}`;
     for (const j of this.joins) sql += ` LEFT JOIN ${j.table} ${q(j.alias)}${j.on ? ` ON ${j.on}` : ''}`;
-    if (this.wheres.length) sql += ` WHERE ${this.wheres.map((w) => `(${w})`).join(' AND ')}`;
+    if (wheres.length) sql += ` WHERE ${wheres.map((w) => `(${w})`).join(' AND ')}`;
     return sql;
   }
 
