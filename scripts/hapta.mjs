@@ -79,8 +79,8 @@ function run(args) {
   if (!env.HAPTA_MIGRATIONS_DIR && !existsSync(resolve('migrations'))) env.HAPTA_WATCH_MIGRATIONS ??= 'false';
   // The compiled sidecar when it is built (`npm run build`), its TypeScript source otherwise.
   const built = join(root, 'dist', 'sidecar', 'server.js');
-  const args = existsSync(built) ? [built] : ['--import', import.meta.resolve('tsx'), join(root, 'sidecar', 'server.ts')];
-  const child = spawn(process.execPath, args, { env, stdio: 'inherit' });
+  const entry = existsSync(built) ? [built] : ['--import', import.meta.resolve('tsx'), join(root, 'sidecar', 'server.ts')];
+  const child = spawn(process.execPath, entry, { env, stdio: 'inherit' });
   for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
   child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
 }

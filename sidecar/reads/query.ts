@@ -296,13 +296,20 @@ function explain(owner: object, db: Database.Database, sql: string, bag: ParamBa
   if (hit !== undefined) return hit;
   let plan: PlanRow[] | null = null;
   try {
-    plan = db.prepare(`EXPLAIN QUERY PLAN ${text}`).all(bindings) as PlanRow[];
+    let statements = explainStatements.get(db);
+    if (!statements) explainStatements.set(db, (statements = new Lru(500)));
+    let stmt = statements.get(text);
+    if (!stmt) statements.set(text, (stmt = db.prepare(`EXPLAIN QUERY PLAN ${text}`)));
+    plan = stmt.all(bindings) as PlanRow[];
   } catch {
     plan = null;
   }
   cache.set(key, plan);
   return plan;
 }
+
+/** The EXPLAIN statements of each database, prepared once per text (each set of values is run on it). */
+const explainStatements = new WeakMap<Database.Database, Lru<string, Database.Statement>>();
 
 const indexColumns = new WeakMap<ReplicaStore, Map<string, string[]>>();
 
