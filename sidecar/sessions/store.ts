@@ -75,6 +75,7 @@ export class SqliteSessionStore implements SessionStore {
   private readonly db: Database.Database;
   private readonly cache = new Lru<string, StoredSession>(100_000);
   private readonly byId: Database.Statement;
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -90,7 +91,14 @@ export class SqliteSessionStore implements SessionStore {
       CREATE INDEX IF NOT EXISTS sessions_key_exp ON sessions (key_exp);
       CREATE TABLE IF NOT EXISTS temp (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, expires_at INTEGER NOT NULL);
     `);
-    this.byId = this.db.prepare('SELECT * FROM sessions WHERE sid = ?');
+    this.byId = this.statement('SELECT * FROM sessions WHERE sid = ?');
+  }
+
+  /** Each statement prepared once (sign-ins and rotations run the same few). */
+  private statement(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) this.statements.set(sql, (st = this.db.prepare(sql)));
+    return st;
   }
 
   private load(sid: string): StoredSession | null {
@@ -102,11 +110,11 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   async create(s: StoredSession): Promise<void> {
-    this.db.prepare(`INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+    this.statement(`INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
       s.sid, s.collectionId, s.collectionName, s.recordId, s.pbToken, s.pbTokenExp, s.refreshable ? 1 : 0,
       s.currentKid, s.keyExp, JSON.stringify(s.retired), s.createdAt, s.revokedAt);
     // Sessions whose key expired long ago are of no use to anyone.
-    this.db.prepare('DELETE FROM sessions WHERE key_exp < ?').run(s.createdAt - 7 * 86400_000);
+    this.statement('DELETE FROM sessions WHERE key_exp < ?').run(s.createdAt - 7 * 86400_000);
     this.cache.set(s.sid, { ...s });
   }
 
@@ -116,52 +124,52 @@ export class SqliteSessionStore implements SessionStore {
 
   async rotate(r: Rotation): Promise<StoredSession | null> {
     return this.db.transaction(() => {
-      const row = this.db.prepare('SELECT * FROM sessions WHERE sid = ?').get(r.sid) as Row | undefined;
+      const row = this.statement('SELECT * FROM sessions WHERE sid = ?').get(r.sid) as Row | undefined;
       if (!row || row.revoked_at !== null || row.current_kid !== r.expectedKid) return null;
       const retired = [[row.current_kid, r.now], ...(JSON.parse(row.retired) as [string, number][])].slice(0, RETIRED_KEPT);
-      this.db.prepare('UPDATE sessions SET current_kid = ?, key_exp = ?, pb_token = ?, pb_token_exp = ?, retired = ? WHERE sid = ?')
+      this.statement('UPDATE sessions SET current_kid = ?, key_exp = ?, pb_token = ?, pb_token_exp = ?, retired = ? WHERE sid = ?')
         .run(r.newKid, r.keyExp, r.pbToken, r.pbTokenExp, JSON.stringify(retired), r.sid);
       return this.load(r.sid);
     })();
   }
 
   async setPbToken(sid: string, pbToken: string, pbTokenExp: number): Promise<void> {
-    this.db.prepare('UPDATE sessions SET pb_token = ?, pb_token_exp = ? WHERE sid = ?').run(pbToken, pbTokenExp, sid);
+    this.statement('UPDATE sessions SET pb_token = ?, pb_token_exp = ? WHERE sid = ?').run(pbToken, pbTokenExp, sid);
     this.load(sid);
   }
 
   async revoke(sid: string, now: number): Promise<boolean> {
-    const changed = this.db.prepare('UPDATE sessions SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL').run(now, sid).changes > 0;
+    const changed = this.statement('UPDATE sessions SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL').run(now, sid).changes > 0;
     this.load(sid);
     return changed;
   }
 
   async revokeRecord(collectionId: string, recordId: string, now: number): Promise<number> {
-    const sids = (this.db.prepare('SELECT sid FROM sessions WHERE collection_id = ? AND record_id = ? AND revoked_at IS NULL')
+    const sids = (this.statement('SELECT sid FROM sessions WHERE collection_id = ? AND record_id = ? AND revoked_at IS NULL')
       .all(collectionId, recordId) as { sid: string }[]).map((r) => r.sid);
-    const n = this.db.prepare('UPDATE sessions SET revoked_at = ? WHERE collection_id = ? AND record_id = ? AND revoked_at IS NULL')
+    const n = this.statement('UPDATE sessions SET revoked_at = ? WHERE collection_id = ? AND record_id = ? AND revoked_at IS NULL')
       .run(now, collectionId, recordId).changes;
     for (const sid of sids) this.load(sid);
     return n;
   }
 
   async listLive(now: number, limit: number): Promise<StoredSession[]> {
-    return (this.db.prepare('SELECT * FROM sessions WHERE revoked_at IS NULL AND key_exp > ? ORDER BY key_exp LIMIT ?').all(now, limit) as Row[]).map(fromRow);
+    return (this.statement('SELECT * FROM sessions WHERE revoked_at IS NULL AND key_exp > ? ORDER BY key_exp LIMIT ?').all(now, limit) as Row[]).map(fromRow);
   }
 
   async listForRecord(collectionId: string, recordId: string, now: number): Promise<StoredSession[]> {
-    return (this.db.prepare('SELECT * FROM sessions WHERE collection_id = ? AND record_id = ? AND revoked_at IS NULL AND key_exp > ?')
+    return (this.statement('SELECT * FROM sessions WHERE collection_id = ? AND record_id = ? AND revoked_at IS NULL AND key_exp > ?')
       .all(collectionId, recordId, now) as Row[]).map(fromRow);
   }
 
   async putTemp(key: string, value: string, ttlMs: number): Promise<void> {
     const now = Date.now();
-    this.db.prepare('INSERT OR REPLACE INTO temp VALUES (?, ?, ?)').run(key, value, now + ttlMs);
-    this.db.prepare('DELETE FROM temp WHERE expires_at < ?').run(now);
+    this.statement('INSERT OR REPLACE INTO temp VALUES (?, ?, ?)').run(key, value, now + ttlMs);
+    this.statement('DELETE FROM temp WHERE expires_at < ?').run(now);
   }
 
   async getTemp(key: string): Promise<string | null> {
-    const r = this.db.prepare('SELECT value, expires_at FROM temp WHERE key = ?').get(key) as { value: string; expires_at: number } | undefined;
+    const r = this.statement('SELECT value, expires_at FROM temp WHERE key = ?').get(key) as { value: string; expires_at: number } | undefined;
     return r && r.expires_at > Date.now() ? r.value : null;
   }
 
