@@ -23,7 +23,7 @@ export const projectRoot = (() => {
 })();
 
 /** A module of the project by its path without extension (`sidecar/server`), as this code runs it. */
-export function modulePath(path: string): string {
+function modulePath(path: string): string {
   return join(codeRoot, `${path}.${compiled ? 'js' : 'ts'}`);
 }
 

@@ -40,6 +40,7 @@ export class ReplicaStore {
   private catalog = new Map<string, CatalogEntry>();
   private statements = new Map<string, { upsert: Database.Statement; remove: Database.Statement }>();
   private byIdStatements = new Map<string, Database.Statement>();
+  private readonly readStatements = new Map<string, Database.Statement>();
   private positionCache: Position | null = null;
   private upperCache: number | null = null;
   private plannerCache: PlannerSchema | null | undefined = undefined;
@@ -171,6 +172,7 @@ export class ReplicaStore {
     this.catalog.clear();
     this.statements.clear();
     this.byIdStatements.clear();
+    this.readStatements.clear();
     const exists = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_hapta_collections'").get();
     if (!exists) return;
     const rows = this.db.prepare('SELECT definition FROM _hapta_collections').all() as { definition: string }[];
@@ -337,6 +339,20 @@ export class ReplicaStore {
       this.raiseUpper(upper);
     })();
     return touchedCount;
+  }
+
+  /**
+   * A statement on the replica, prepared once per text (up to 500 texts; all dropped with the catalog).
+   * For the sidecar's own small lookups by id; the read path keeps its own cache (sidecar/reads/query.ts).
+   */
+  prepared(sql: string): Database.Statement {
+    let st = this.readStatements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      if (this.readStatements.size >= 500) this.readStatements.clear();
+      this.readStatements.set(sql, st);
+    }
+    return st;
   }
 
   /** One record as a superuser sees it through PocketBase's API, or null. */

@@ -11,11 +11,9 @@
 // record created or updated in the batch may already be gone, deleted by a change the next read brings.
 // The replica drops it with this batch, and that later delete would find nothing to judge; so such a
 // record's delete event is decided here, on the state before the batch, at its last change's position.
-import type Database from 'better-sqlite3';
 import type { Logger } from '../../lib/log.js';
 import { quoteIdent } from '../../replica/schema.js';
 import type { ChangeRow, RecordPage, ReplicaStore } from '../../replica/store.js';
-import { Lru } from '../lru.js';
 import { catalogOf, type Catalog, type CollectionInfo } from '../reads/catalog.js';
 import { invalidateResults, type Row } from '../reads/query.js';
 import type { Requester, RequestInfo } from '../reads/request.js';
@@ -103,7 +101,6 @@ export class Engine {
   private readonly refs = new Map<string, SharedRef>();
   private readonly plans = new WeakMap<Catalog, WeakMap<RequesterRef, Map<string, { version: string; plan: Plan }>>>();
   private readonly timeDependent = new WeakMap<Catalog, boolean>();
-  private readonly rowStatements = new WeakMap<ReplicaStore, Lru<string, Database.Statement>>();
   private pending: { changes: readonly ChangeRow[]; frames: Frames; ahead: Target[] } | null = null;
   readonly access = new AccessRunner();
   readonly stats: EngineStats = { batches: 0, changes: 0, groups: 0, renders: 0, events: 0, deletesWithoutPreState: 0, deletesAhead: 0, expandUnsupported: 0 };
@@ -300,13 +297,8 @@ export class Engine {
   }
 
   private row(store: ReplicaStore, coll: CollectionInfo, id: string): Row | null {
-    let cache = this.rowStatements.get(store);
-    if (!cache) this.rowStatements.set(store, (cache = new Lru(200)));
-    const sql = `SELECT * FROM ${quoteIdent(coll.spec.table)} WHERE "id" = ?`;
-    let st = cache.get(sql);
     try {
-      if (!st) cache.set(sql, (st = store.db.prepare(sql)));
-      return (st.get(id) as Row | undefined) ?? null;
+      return (store.prepared(`SELECT * FROM ${quoteIdent(coll.spec.table)} WHERE "id" = ?`).get(id) as Row | undefined) ?? null;
     } catch {
       return null; // the table went away with a schema change
     }

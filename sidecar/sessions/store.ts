@@ -74,7 +74,6 @@ function fromRow(r: Row): StoredSession {
 export class SqliteSessionStore implements SessionStore {
   private readonly db: Database.Database;
   private readonly cache = new Lru<string, StoredSession>(100_000);
-  private readonly byId: Database.Statement;
   private readonly statements = new Map<string, Database.Statement>();
 
   constructor(path: string) {
@@ -91,7 +90,6 @@ export class SqliteSessionStore implements SessionStore {
       CREATE INDEX IF NOT EXISTS sessions_key_exp ON sessions (key_exp);
       CREATE TABLE IF NOT EXISTS temp (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, expires_at INTEGER NOT NULL);
     `);
-    this.byId = this.statement('SELECT * FROM sessions WHERE sid = ?');
   }
 
   /** Each statement prepared once (sign-ins and rotations run the same few). */
@@ -102,7 +100,7 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   private load(sid: string): StoredSession | null {
-    const r = this.byId.get(sid) as Row | undefined;
+    const r = this.statement('SELECT * FROM sessions WHERE sid = ?').get(sid) as Row | undefined;
     const s = r ? fromRow(r) : null;
     if (s) this.cache.set(sid, s);
     else this.cache.delete(sid);

@@ -2,7 +2,6 @@
 // replicated collections. Each write runs its hooks, is validated against the collection's definition
 // (an invalid one never reaches PocketBase), then is forwarded as the caller and answered after the
 // replica has caught up. Anything else, or anything we cannot judge, goes on to the proxy.
-import type Database from 'better-sqlite3';
 import type { Context, Middleware, Next } from 'koa';
 import type { Replicator } from '../../replica/replicator.js';
 import { quoteIdent, type PbCollection, type PbField } from '../../replica/schema.js';
@@ -11,7 +10,6 @@ import { ApiError, sendApiError, sendError } from '../errors.js';
 import { BodyTooLarge, readBody, TOO_LARGE } from '../gate/body-limit.js';
 import type { Forwarder } from '../http/forward.js';
 import { collectionRefs, parseTarget } from '../http/target.js';
-import { Lru } from '../lru.js';
 import type { Authenticated } from '../sessions/manager.js';
 import { handleBatch } from './batch.js';
 import { hookError, validationError } from './errors.js';
@@ -60,19 +58,12 @@ export function targetOf(store: ReplicaStore, method: string, url: string): Targ
   return collection ? { collection, action, recordId } : null;
 }
 
-/** The relation checks' statements per replica connection (one per table and number of ids). */
-const relationStatements = new WeakMap<ReplicaStore, Lru<string, Database.Statement>>();
-
 export function relationExists(store: ReplicaStore) {
   return (f: PbField, ids: string[]): boolean => {
     const entry = typeof f.collectionId === 'string' ? store.entry(f.collectionId) : undefined;
     if (!entry || ids.length > 500) return false;
     const sql = `SELECT COUNT(*) AS n FROM ${quoteIdent(entry.spec.table)} WHERE id IN (${ids.map(() => '?').join(',')})`;
-    let cache = relationStatements.get(store);
-    if (!cache) relationStatements.set(store, (cache = new Lru(200)));
-    let st = cache.get(sql);
-    if (!st) cache.set(sql, (st = store.db.prepare(sql)));
-    return (st.get(...ids) as { n: number }).n === ids.length;
+    return (store.prepared(sql).get(...ids) as { n: number }).n === ids.length;
   };
 }
 
