@@ -99,3 +99,18 @@ export async function both(env: ReadsEnv, path: string, who: Identity): Promise<
   ]);
   return { pb: { status: pbRes.status, body: await pbRes.text() }, sc: { status: scRes.status, body: await scRes.text() } };
 }
+
+/**
+ * Sends `n` generated GETs (`pathOf(i)`, as the identities in turn) to PocketBase and the sidecar; each
+ * pair whose status or body differs is listed.
+ */
+export async function compareLists(env: ReadsEnv, n: number, pathOf: (i: number) => string): Promise<string[]> {
+  const differences: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const path = pathOf(i);
+    const who = env.identities[i % env.identities.length];
+    const r = await both(env, path, who);
+    if (r.pb.status !== r.sc.status || r.pb.body !== r.sc.body) differences.push(`${who.name} ${path}: ${r.pb.status}/${r.sc.status}`);
+  }
+  return differences;
+}
