@@ -4,8 +4,10 @@
 // changed identity 403, a guest becoming someone allowed), compared request for request with PocketBase.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { api } from './harness/dump.js';
-import { RawClient, sleep, startRealtimeEnv, waitForSync, type RealtimeEnv } from './realtime-env.js';
+import { RawClient, sleep, startRealtimeEnv, until, waitForSync, type RealtimeEnv } from './realtime-env.js';
 
 const SAME_HEADERS = ['cache-control', 'content-type', 'cross-origin-opener-policy', 'vary', 'x-accel-buffering', 'x-content-type-options', 'x-frame-options', 'x-xss-protection'];
 
@@ -164,5 +166,47 @@ describe('realtime protocol', { timeout: 120_000 }, () => {
     for (const h of ['cross-origin-opener-policy', 'vary', 'x-content-type-options', 'x-frame-options', 'x-xss-protection', 'content-type', 'content-length']) {
       assert.equal(s.headers.get(h), d.headers.get(h), h);
     }
+  });
+
+  test('an open stream holds nothing of its request: the Koa contexts are collected while events still arrive', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    // Every context Koa makes from here on, observed through the prototype it makes them from (Koa
+    // assigns each one its `state`).
+    const proto = env.sidecar.app.context as object;
+    const contexts: WeakRef<object>[] = [];
+    Object.defineProperty(proto, 'state', {
+      configurable: true,
+      set(this: object, value: unknown) {
+        contexts.push(new WeakRef(this));
+        Object.defineProperty(this, 'state', { value, writable: true, enumerable: true, configurable: true });
+      },
+    });
+    const [, u0] = env.identities;
+    const client = raw(env.url);
+    try {
+      await client.connect();
+      assert.equal((await client.subscribe(['posts/*'], u0.key)).status, 204);
+    } finally {
+      delete (proto as { state?: unknown }).state;
+    }
+    assert.ok(contexts.length >= 2, 'the stream and its subscription made contexts');
+    // A WeakRef read keeps its target until the job ends: collect in a later job than the last read.
+    const live = () => contexts.filter((r) => r.deref() !== undefined).length;
+    for (let i = 0; i < 10 && live() > 0; i++) {
+      await sleep(10);
+      gc();
+      await sleep(10);
+    }
+    assert.equal(live(), 0, 'every request context was collected');
+    assert.ok(!client.ended, 'the stream is still open');
+    // The stream goes on: an event reaches it, and its end is still seen by the sidecar.
+    const post = await api<{ id: string }>(env.pb.url, '/api/collections/posts/records', {
+      method: 'POST', token: u0.token, body: { title: 'after the context', author: u0.id, published: false },
+    });
+    await until('the create event', () => client.events('posts/*').some((f) => f.data.includes(post.id)));
+    const before = env.sidecar.realtime.stats().clients;
+    client.close();
+    await until('the stream counted as gone', () => env.sidecar.realtime.stats().clients === before - 1);
   });
 });

@@ -96,6 +96,7 @@ export class RtClient {
     this.chunked = res.chunkedEncoding;
     res.on('close', () => this.close('gone'));
     res.on('error', () => this.close('gone'));
+    releaseHeld(res);
   }
 
   /** Writes one frame given as its `event:…\ndata:…\n\n` part (shared by every client). */
@@ -153,6 +154,25 @@ export class RtClient {
     if (reason === 'gone' || reason === 'slow') this.res.destroy();
     else this.res.end();
   }
+}
+
+const OUT_HEADERS = (res: ServerResponse) => Object.getOwnPropertySymbols(res).find((k) => k.description === 'kOutHeaders');
+
+/**
+ * Lets go of what a stream's response holds once its head is out and nothing will read again, about
+ * 4 KB per stream (a stream lives for minutes, and a sidecar holds thousands):
+ * - Koa's hold on the request: its error listener waits for the response to finish (on-finished, with
+ *   listeners on the response and its socket) and keeps the whole context, state, session and requester
+ *   among it. on-finished takes a message's 'end' as its end: emitted here, it removes its listeners and
+ *   calls Koa's without an error, which Koa ignores. Errors on the stream are this client's (attach).
+ * - the header map Node keeps for getHeader() (a private field, kOutHeaders; left alone where a version
+ *   keeps it elsewhere): the head was written from it and is sent.
+ * test/realtime-protocol.test.ts checks that the context is collected while its stream goes on.
+ */
+function releaseHeld(res: ServerResponse): void {
+  res.emit('end');
+  const key = res.headersSent ? OUT_HEADERS(res) : undefined;
+  if (key) (res as unknown as Record<symbol, unknown>)[key] = null;
 }
 
 const NO_FORWARD_STATE: RtClient['forwardState'] = Object.freeze({ headers: Object.freeze({}) as Record<string, string> });
