@@ -91,16 +91,27 @@ async function runSidecar(): Promise<void> {
   });
   await waitForSync(sidecar, 120_000);
   process.send!({ ready: sidecar.url });
+  // Peaks of the process's memory by kind since the last 'memory' message (sampled every 100 ms): which
+  // kind the RSS peak under the writes is made of.
+  const peaks = { rss: 0, heapTotal: 0, heapUsed: 0, external: 0 };
+  const sample = () => {
+    const u = process.memoryUsage();
+    for (const k of Object.keys(peaks) as Array<keyof typeof peaks>) peaks[k] = Math.max(peaks[k], u[k]);
+  };
+  setInterval(sample, 100).unref();
   process.on('message', (m: { cmd: string; dir?: string }) => {
     if (m.cmd === 'stats') process.send!({ stats: sidecar.realtime.stats() });
     if (m.cmd === 'memory') {
+      sample();
+      const peaked = { ...peaks };
+      for (const k of Object.keys(peaks) as Array<keyof typeof peaks>) peaks[k] = 0;
       const snapshot = m.dir ? writeHeapSnapshot(join(m.dir, `realtime-sidecar-${Date.now()}.heapsnapshot`)) : '';
       // Resident memory by kind where the system tells (anonymous memory is the heaps, stacks and buffers).
       let anon = 0;
       try {
         anon = Number(/RssAnon:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) * 1024;
       } catch { /* not Linux */ }
-      process.send!({ memory: { ...process.memoryUsage(), anon }, snapshot });
+      process.send!({ memory: { ...process.memoryUsage(), anon }, peaks: peaked, snapshot });
     }
   });
   process.on('disconnect', () => process.exit(0));
@@ -299,9 +310,10 @@ async function main(): Promise<void> {
     });
     log(`sidecar ready at ${scUrl}, ${maxN} session keys`);
     const memory = async (when: string, dir = '') => {
-      const { memory: m, snapshot } = await sidecar.ask<{ memory: NodeJS.MemoryUsage & { anon: number }; snapshot: string }>({ cmd: 'memory', dir: dir || undefined }, 'memory');
+      const { memory: m, peaks: p, snapshot } = await sidecar.ask<{ memory: NodeJS.MemoryUsage & { anon: number }; peaks: Record<string, number>; snapshot: string }>({ cmd: 'memory', dir: dir || undefined }, 'memory');
       const mib = (v: number) => (v / 1048576).toFixed(0);
-      log(`sidecar memory, ${when}: rss ${mib(m.rss)} MiB (anonymous ${mib(m.anon)}), heap used ${mib(m.heapUsed)} / total ${mib(m.heapTotal)} MiB, external ${mib(m.external)} MiB${snapshot ? `, snapshot ${snapshot}` : ''}`);
+      log(`sidecar memory, ${when}: rss ${mib(m.rss)} MiB (anonymous ${mib(m.anon)}), heap used ${mib(m.heapUsed)} / total ${mib(m.heapTotal)} MiB, external ${mib(m.external)} MiB; ` +
+        `peaks since the last report: rss ${mib(p.rss)}, heap used ${mib(p.heapUsed)} / total ${mib(p.heapTotal)}, external ${mib(p.external)} MiB${snapshot ? `, snapshot ${snapshot}` : ''}`);
     };
     await memory('no subscribers');
 
