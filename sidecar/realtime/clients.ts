@@ -54,12 +54,17 @@ export interface ClientTimers {
 
 const CRLF = Buffer.from('\r\n');
 
+/** A string stored flat (a concatenation keeps its parts until it is read as a whole once). */
+function flat(s: string): string {
+  return Buffer.from(s, 'latin1').toString('latin1');
+}
+
 export type CloseReason = 'idle' | 'lifetime' | 'gone' | 'slow' | 'session' | 'shutdown';
 
 export class RtClient {
   readonly id = newClientId();
-  /** `id:<clientId>\n`, the first line of every frame (ASCII). */
-  readonly prefix = `id:${this.id}\n`;
+  /** `id:<clientId>\n`, the first line of every frame (ASCII; one flat string, not a concatenation). */
+  readonly prefix = flat(`id:${this.id}\n`);
   private res: ServerResponse | null = null;
   private socket: Socket | null = null;
   private chunked = false;
@@ -75,11 +80,11 @@ export class RtClient {
   forwardState: { headers: Record<string, string | string[] | undefined>; clientIp?: string } = NO_FORWARD_STATE;
   local: LocalSub[] = [];
   relayTopics: string[] = [];
-  /** Serialises this client's subscription requests. */
-  queue: Promise<unknown> = Promise.resolve();
-  onClose: Array<(reason: CloseReason) => void> = [];
+  /** Serialises this client's subscription requests (null: none under way). */
+  queue: Promise<unknown> | null = null;
 
-  constructor(readonly ip: string, private readonly timers: ClientTimers) {}
+  /** `ended` is told once when the stream ends (one function for every client of a registry). */
+  constructor(readonly ip: string, private readonly timers: ClientTimers, private readonly ended: (c: RtClient, reason: CloseReason) => void = () => {}) {}
 
   /** Why the stream should end at `now` (idle since the last message, or too old), or null. */
   expired(now: number): CloseReason | null {
@@ -144,11 +149,9 @@ export class RtClient {
   close(reason: CloseReason): void {
     if (this.closed) return;
     this.closed = true;
-    for (const fn of this.onClose) {
-      try {
-        fn(reason);
-      } catch { /* listeners must not keep the stream open */ }
-    }
+    try {
+      this.ended(this, reason);
+    } catch { /* the listener must not keep the stream open */ }
     // A clean end of the stream, as PocketBase ends it (the connection may be reused).
     if (!this.res) return;
     if (reason === 'gone' || reason === 'slow') this.res.destroy();
@@ -177,11 +180,9 @@ function releaseHeld(res: ServerResponse): void {
 
 const NO_FORWARD_STATE: RtClient['forwardState'] = Object.freeze({ headers: Object.freeze({}) as Record<string, string> });
 
-export interface RegistryLimits {
+export interface RegistryLimits extends ClientTimers {
   maxClients: number;
   maxClientsPerIp: number;
-  idleTimeoutMs: number;
-  maxLifetimeMs: number;
 }
 
 /** Connected clients by id, with the per-sidecar and per-IP caps and the timer ending idle and old streams. */
@@ -190,7 +191,15 @@ export class Registry {
   private readonly perIp = new Map<string, number>();
   private sweeper: NodeJS.Timeout | null = null;
 
-  constructor(private readonly limits: RegistryLimits) {}
+  /** Told once for every client that ends, after it left the registry. */
+  private readonly ended: (c: RtClient, reason: CloseReason) => void;
+
+  constructor(private readonly limits: RegistryLimits, onEnded: (c: RtClient, reason: CloseReason) => void = () => {}) {
+    this.ended = (c, reason) => {
+      this.remove(c);
+      onEnded(c, reason);
+    };
+  }
 
   /** How often streams are checked: a tenth of the shorter timeout, within 20 ms to 1 s. */
   private get sweepMs(): number {
@@ -212,14 +221,16 @@ export class Registry {
     return null;
   }
 
-  add(c: RtClient): void {
+  /** A new client from `ip`, counted until its stream ends. */
+  open(ip: string): RtClient {
+    const c = new RtClient(ip, this.limits, this.ended);
     this.clients.set(c.id, c);
     this.perIp.set(c.ip, (this.perIp.get(c.ip) ?? 0) + 1);
-    c.onClose.push(() => this.remove(c));
     if (!this.sweeper) {
       this.sweeper = setInterval(() => this.sweep(), this.sweepMs);
       this.sweeper.unref();
     }
+    return c;
   }
 
   private remove(c: RtClient): void {
@@ -240,5 +251,37 @@ export class Registry {
 
   get size(): number {
     return this.clients.size;
+  }
+}
+
+/** Clients by a key where most keys have one client: a Set (about 170 bytes) only where there are more. */
+export class ClientIndex {
+  private readonly map = new Map<string, RtClient | Set<RtClient>>();
+
+  add(key: string, c: RtClient): void {
+    const v = this.map.get(key);
+    if (v === undefined) this.map.set(key, c);
+    else if (v instanceof Set) v.add(c);
+    else if (v !== c) this.map.set(key, new Set([v, c]));
+  }
+
+  delete(key: string, c: RtClient): void {
+    const v = this.map.get(key);
+    if (v === c) this.map.delete(key);
+    else if (v instanceof Set && v.delete(c) && v.size === 1) this.map.set(key, v.values().next().value as RtClient);
+  }
+
+  /** The clients under `key` (a copy: closing them may change the index). */
+  get(key: string): RtClient[] {
+    const v = this.map.get(key);
+    return v === undefined ? [] : v instanceof Set ? [...v] : [v];
+  }
+
+  keys(): IterableIterator<string> {
+    return this.map.keys();
+  }
+
+  get size(): number {
+    return this.map.size;
   }
 }

@@ -25,7 +25,7 @@ import type { Requester, RequestInfo } from '../reads/request.js';
 import { requesterFrom } from '../requester.js';
 import type { Authenticated, SessionManager } from '../sessions/manager.js';
 import { planAccess } from './access.js';
-import { ANONYMOUS, Registry, RtClient, type LocalSub, type RequesterRef } from './clients.js';
+import { ANONYMOUS, ClientIndex, Registry, RtClient, type LocalSub, type RequesterRef } from './clients.js';
 import { Engine } from './engine.js';
 import { readSubscribeForm } from './form.js';
 import { optionsKey, parseTopic } from './options.js';
@@ -131,11 +131,20 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
   const limits = deps.limits;
   const log = deps.log;
   const identify = deps.identify ?? requesterFrom(deps.replicator);
-  const registry = new Registry(limits);
+  const closedBy: Record<string, number> = {};
+  // One function for every client's end (a closure per client would cost each stream its own).
+  const registry = new Registry(limits, (client, reason) => {
+    closedBy[reason] = (closedBy[reason] ?? 0) + 1;
+    engine.removeLocal(client);
+    engine.release(client.requester);
+    trackSession(client, null);
+    client.auth = null;
+    relays.get(client)?.close();
+    relays.delete(client);
+  });
   const engine = new Engine(log);
   const relays = new Map<RtClient, Relay>();
   const sharedOptions = new Lru<string, { key: string; options: LocalSub['options'] }>(1000);
-  const closedBy: Record<string, number> = {};
   let relayedFrames = 0;
   const streams = new Pool(deps.upstream.origin, { connections: null, bodyTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 4_000 });
   const relayDeps = { upstream: deps.upstream, streams, forwarder: deps.forwarder, log, onFrame: () => { relayedFrames++; } };
@@ -148,13 +157,13 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
   }, log);
 
   // --- sessions: an ended session (logout, revocation, PocketBase refusing its token) closes its streams.
-  const bySession = new Map<string, Set<RtClient>>();
+  const bySession = new ClientIndex();
   const checkSids = async (sids: Iterable<string>) => {
     const list = [...sids];
     for (let i = 0; i < list.length; i += 16) {
       await Promise.all(list.slice(i, i + 16).map(async (sid) => {
         const clients = bySession.get(sid);
-        if (!clients || clients.size === 0) return;
+        if (clients.length === 0) return;
         let live = true;
         try {
           const s = await deps.sessions.store.get(sid);
@@ -162,7 +171,7 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
         } catch {
           return; // the session store cannot be read now: the next pass decides
         }
-        if (!live) for (const c of [...clients]) c.close('session');
+        if (!live) for (const c of clients) c.close('session');
       }));
     }
   };
@@ -171,14 +180,13 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
   });
   sessionLoop.start();
   /** Clients by the auth record behind their session (collectionId:recordId). */
-  const byRecord = new Map<string, Set<RtClient>>();
+  const byRecord = new ClientIndex();
   /** An auth record changed: the validator re-checks its sessions at once; look again shortly after. */
   const checkSessionsOf = (changes: readonly { coll: string; rid: string }[]) => {
     if (byRecord.size === 0) return;
     const sids = new Set<string>();
     for (const ch of changes) {
-      const clients = byRecord.get(`${ch.coll}:${ch.rid}`);
-      if (clients) for (const c of clients) if (c.auth) sids.add(c.auth.session.sid);
+      for (const c of byRecord.get(`${ch.coll}:${ch.rid}`)) if (c.auth) sids.add(c.auth.session.sid);
     }
     if (sids.size === 0) return;
     for (const ms of [300, 1500]) setTimeout(() => void checkSids(sids), ms).unref();
@@ -186,21 +194,13 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
   const trackSession = (client: RtClient, auth: Authenticated | null) => {
     const old = client.auth?.session;
     if (old) {
-      bySession.get(old.sid)?.delete(client);
-      if (bySession.get(old.sid)?.size === 0) bySession.delete(old.sid);
-      const rk = `${old.collectionId}:${old.recordId}`;
-      byRecord.get(rk)?.delete(client);
-      if (byRecord.get(rk)?.size === 0) byRecord.delete(rk);
+      bySession.delete(old.sid, client);
+      byRecord.delete(`${old.collectionId}:${old.recordId}`, client);
     }
     const s = auth?.session;
     if (!s) return;
-    let set = bySession.get(s.sid);
-    if (!set) bySession.set(s.sid, (set = new Set()));
-    set.add(client);
-    const rk = `${s.collectionId}:${s.recordId}`;
-    let byRec = byRecord.get(rk);
-    if (!byRec) byRecord.set(rk, (byRec = new Set()));
-    byRec.add(client);
+    bySession.add(s.sid, client);
+    byRecord.add(`${s.collectionId}:${s.recordId}`, client);
   };
 
   const corsList = (deps.corsOrigins ?? '*').split(',').map((o) => o.trim()).filter(Boolean);
@@ -215,17 +215,7 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
       ctx.set(STANDARD_HEADERS);
       return sendError(ctx, 429, refusal);
     }
-    const client = new RtClient(ip, limits);
-    registry.add(client);
-    client.onClose.push((reason) => {
-      closedBy[reason] = (closedBy[reason] ?? 0) + 1;
-      engine.removeLocal(client);
-      engine.release(client.requester);
-      trackSession(client, null);
-      client.auth = null;
-      relays.get(client)?.close();
-      relays.delete(client);
-    });
+    const client = registry.open(ip);
     const socket = ctx.req.socket;
     socket.setTimeout(0);
     socket.setNoDelay(true);
@@ -258,8 +248,11 @@ export function createRealtime(deps: RealtimeDeps): Realtime {
       const client = registry.get(form.clientId);
       if (!client || client.closed) throw new ApiError(404, 'Missing or invalid client id.');
       // One request at a time per client, in arrival order.
-      const run = client.queue.then(() => applySubscriptions(ctx, client, form.subscriptions));
-      client.queue = run.catch(() => {});
+      const run = (client.queue ?? Promise.resolve()).then(() => applySubscriptions(ctx, client, form.subscriptions));
+      const queued = run.catch(() => {}).then(() => {
+        if (client.queue === queued) client.queue = null;
+      });
+      client.queue = queued;
       await run;
     } catch (e) {
       if (e instanceof ApiError) return sendError(ctx, e.status, e.message, e.data);
