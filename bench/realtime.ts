@@ -11,14 +11,18 @@
 // the subscribers as raw SSE clients.
 //
 // Usage: npm run bench:realtime [-- --sizes 500,2000,5000,10000 --rate 20 --seconds 15 --published 0.1 --loads 2
-//   --targets pocketbase,sidecar --heap DIR]
+//   --targets pocketbase,sidecar[,floor] --heap DIR]
+// `floor` adds bare Node relaying one PocketBase stream to the same subscribers (no rules, no rendering):
+// the delivery latency this machine allows any Node process, beside which the sidecar's is read.
 // --heap DIR writes a heap snapshot of the sidecar into DIR at the end of each of its runs (subscribers
 // still connected); the sidecar's heap and RSS at that point are printed either way.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
-import { Agent, request, type IncomingMessage } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { Agent, createServer, request, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { tsLoader } from '../lib/runtime.js';
@@ -42,6 +46,7 @@ const { values: args } = parseArgs({
     pb: { type: 'string', default: '' },
     migrations: { type: 'string', default: '' },
     heap: { type: 'string', default: '' },
+    token: { type: 'string', default: '' },
   },
 });
 
@@ -116,6 +121,85 @@ async function runSidecar(): Promise<void> {
   });
   process.on('disconnect', () => process.exit(0));
   // A clean exit (a --cpu-prof profile is written on exit).
+  process.on('SIGTERM', () => process.exit(0));
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Role: the floor, bare Node with nothing of the sidecar: one PocketBase stream (as superuser, `posts/*`)
+// relayed to every subscriber (published posts) or to its author's (the others), each frame written to
+// the socket as one chunk, as the sidecar writes them. No rules, no rendering, no sessions: what any
+// Node process on this machine needs to deliver these events to these subscribers.
+
+async function runFloor(): Promise<void> {
+  interface Sub { id: string; socket: import('node:net').Socket }
+  const subs = new Map<string, Sub>();
+  const byUser = new Map<string, Sub>();
+  const chunk = (text: string) => {
+    const body = Buffer.from(text);
+    return Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n')]);
+  };
+  const server = createServer((req, res) => {
+    if (req.method === 'GET') {
+      const id = randomBytes(20).toString('hex');
+      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store' });
+      res.flushHeaders();
+      const sub: Sub = { id, socket: res.socket! };
+      sub.socket.setNoDelay(true);
+      subs.set(id, sub);
+      res.on('close', () => subs.delete(id));
+      sub.socket.write(chunk(`id:${id}\nevent:PB_CONNECT\ndata:{"clientId":"${id}"}\n\n`));
+      return;
+    }
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
+    req.on('end', () => {
+      const { clientId } = JSON.parse(body) as { clientId: string };
+      const payload = String(req.headers.authorization ?? '').split('.')[1] ?? '';
+      const user = (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8') || '{}') as { id?: string }).id;
+      const sub = subs.get(clientId);
+      if (sub && user) byUser.set(user, sub);
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const deliver = (data: string) => {
+    const record = (JSON.parse(data) as { record: { author: string; published: boolean } }).record;
+    const tail = `event:posts/*\ndata:${data}\n\n`;
+    const to = record.published ? subs.values() : [byUser.get(record.author)].filter((x): x is Sub => !!x);
+    for (const sub of to) if (!sub.socket.destroyed) sub.socket.write(chunk(`id:${sub.id}\n${tail}`));
+  };
+  // The one upstream stream, reopened when PocketBase restarts between runs.
+  const upstream = () => {
+    const req = request(`${args.pb}/api/realtime`, { headers: { accept: 'text/event-stream' } }, (res) => {
+      res.setEncoding('utf8');
+      let buf = '';
+      res.on('data', (c: string) => {
+        buf += c;
+        let i: number;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const frame = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const event = /^event:(.*)$/m.exec(frame)?.[1];
+          const data = /^data:(.*)$/m.exec(frame)?.[1] ?? '';
+          if (event === 'PB_CONNECT') {
+            const { clientId } = JSON.parse(data) as { clientId: string };
+            void fetch(`${args.pb}/api/realtime`, {
+              method: 'POST', headers: { 'content-type': 'application/json', authorization: args.token! },
+              body: JSON.stringify({ clientId, subscriptions: ['posts/*'] }),
+            }).then((r) => r.status === 204 ? process.send!({ floorSubscribed: true }) : console.error(`floor: subscribe ${r.status}`));
+          } else if (event === 'posts/*') deliver(data);
+        }
+      });
+      res.on('close', () => setTimeout(upstream, 200));
+    });
+    req.on('error', () => setTimeout(upstream, 200));
+    req.end();
+  };
+  upstream();
+  process.send!({ ready: url });
+  process.on('disconnect', () => process.exit(0));
   process.on('SIGTERM', () => process.exit(0));
 }
 
@@ -269,6 +353,8 @@ async function pool<T>(items: T[], concurrency: number, fn: (item: T, i: number)
   }));
 }
 
+const targetName = (t: string) => (t === 'pocketbase' ? 'PocketBase direct' : t === 'floor' ? 'bare Node relay (floor)' : 'sidecar');
+
 interface Write { seq: number; author: number; published: boolean; sentAt: number; ackAt: number; ok: boolean }
 
 interface Row {
@@ -284,7 +370,7 @@ async function main(): Promise<void> {
   const loadCount = Math.max(1, Number(args.loads));
   const drainMs = Number(args.drain) * 1000;
   const maxN = Math.max(...sizes);
-  const targets = args.targets!.split(',').filter((t): t is 'pocketbase' | 'sidecar' => t === 'pocketbase' || t === 'sidecar');
+  const targets = args.targets!.split(',').filter((t): t is 'pocketbase' | 'sidecar' | 'floor' => t === 'pocketbase' || t === 'sidecar' || t === 'floor');
   const started = Date.now();
   const log = (msg: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(0)}s] ${msg}`);
 
@@ -317,6 +403,14 @@ async function main(): Promise<void> {
     };
     await memory('no subscribers');
 
+    let floor: Child | null = null;
+    let floorUrl = '';
+    if (targets.includes('floor')) {
+      floor = Child.spawn('floor', ['--pb', pb.url, '--token', su]);
+      children.push(floor);
+      floorUrl = (await floor.next<{ ready: string }>('ready')).ready;
+    }
+
     const loads = Array.from({ length: loadCount }, () => Child.spawn('load'));
     children.push(...loads);
     await Promise.all(loads.map((l) => l.next('ready')));
@@ -325,12 +419,14 @@ async function main(): Promise<void> {
     let seq = 0;
     for (const n of sizes) {
       for (const target of targets) {
-        const url = target === 'pocketbase' ? pb.url : scUrl;
-        const tokens = (target === 'pocketbase' ? pbTokens : keys).slice(0, n);
+        const url = target === 'pocketbase' ? pb.url : target === 'floor' ? floorUrl : scUrl;
+        const tokens = (target === 'sidecar' ? keys : pbTokens).slice(0, n);
         // A fresh PocketBase process per run: its RSS and CPU are this run's alone (the data stays; the
-        // sidecar reconnects by itself).
+        // sidecar and the floor reconnect by themselves).
+        const floorSubscribed = floor?.next('floorSubscribed');
         await pb.restart();
         await sleep(3000);
+        if (target === 'floor') await Promise.race([floorSubscribed, sleep(10_000).then(() => { throw new Error('the floor did not subscribe again'); })]);
         const t0 = Date.now();
         const opened = await Promise.all(loads.map((l, k) => l.ask<{ opened: number; failed: number }>({
           cmd: 'open', url, topic: 'posts/*', tokens: tokens.filter((_, i) => i % loadCount === k),
@@ -342,7 +438,8 @@ async function main(): Promise<void> {
         await sleep(1000);
         await Promise.all(loads.map((l) => l.ask({ cmd: 'reset' }, 'reset')));
 
-        const pids: Record<string, number> = { pocketbase: pb.pid!, sidecar: sidecar.proc.pid! };
+        // The relay's CPU and RSS columns: the sidecar's, or the floor's in its runs.
+        const pids: Record<string, number> = { pocketbase: pb.pid!, sidecar: (target === 'floor' ? floor! : sidecar).proc.pid! };
         loads.forEach((l, k) => (pids[`load${k}`] = l.proc.pid!));
         const usage = watch(pids);
         const writes: Write[] = [];
@@ -410,11 +507,11 @@ async function main(): Promise<void> {
       `Realtime fan-out: ${rate} writes/s asked for ${seconds} s, ${Math.round(share * 100)}% published (to every subscriber), the rest to their author only; ` +
         `listRule "published = true || author = @request.auth.id", one user per subscriber, ${loadCount} load process(es)`,
       table(
-        ['target', 'subscribers', 'connect s', 'writes/s asked', 'writes/s achieved', 'delivered / expected', 'p50 ms', 'p99 ms', 'PocketBase CPU (cores)', 'sidecar CPU (cores)', 'load CPU (cores)', 'PocketBase RSS MiB', 'sidecar RSS MiB', 'load RSS MiB'],
+        ['target', 'subscribers', 'connect s', 'writes/s asked', 'writes/s achieved', 'delivered / expected', 'p50 ms', 'p99 ms', 'PocketBase CPU (cores)', 'sidecar / floor CPU (cores)', 'load CPU (cores)', 'PocketBase RSS MiB', 'sidecar / floor RSS MiB', 'load RSS MiB'],
         rows.map((r) => [
-          r.target === 'pocketbase' ? 'PocketBase direct' : 'sidecar', r.subscribers, r.connectS, r.asked, r.achieved,
-          `${r.delivered} / ${r.expected}${r.duplicates ? ` (+${r.duplicates} dup)` : ''}`, r.p50, r.p99, r.pbCores, r.target === 'sidecar' ? r.sidecarCores : '-', r.loadCores,
-          r.pbRssMiB, r.target === 'sidecar' ? r.sidecarRssMiB : '-', r.loadRssMiB,
+          targetName(r.target), r.subscribers, r.connectS, r.asked, r.achieved,
+          `${r.delivered} / ${r.expected}${r.duplicates ? ` (+${r.duplicates} dup)` : ''}`, r.p50, r.p99, r.pbCores, r.target === 'pocketbase' ? '-' : r.sidecarCores, r.loadCores,
+          r.pbRssMiB, r.target === 'pocketbase' ? '-' : r.sidecarRssMiB, r.loadRssMiB,
         ]),
       ),
       '',
@@ -427,7 +524,7 @@ async function main(): Promise<void> {
       const svg = join(dirname(file), 'realtime.svg');
       writeFileSync(svg, realtimeChartSvg('Realtime fan-out: PocketBase direct and through the sidecar',
         `${rate} writes/s asked, ${Math.round(share * 100)}% to every subscriber, a per-subscriber list rule, one 2-core machine`,
-        rows.map((r) => ({ target: r.target === 'pocketbase' ? 'PocketBase direct' : 'sidecar', subscribers: r.subscribers, achieved: r.achieved, p99: r.p99 }))));
+        rows.map((r) => ({ target: targetName(r.target), subscribers: r.subscribers, achieved: r.achieved, p99: r.p99 }))));
       console.log(`saved ${svg}`);
     }
   } finally {
@@ -438,6 +535,8 @@ async function main(): Promise<void> {
 
 if (args.role === 'sidecar') {
   runSidecar().catch((e) => { console.error(e); process.exit(1); });
+} else if (args.role === 'floor') {
+  runFloor().catch((e) => { console.error(e); process.exit(1); });
 } else if (args.role === 'load') {
   runLoad().catch((e) => { console.error(e); process.exit(1); });
 } else {
