@@ -522,7 +522,7 @@ async function main(): Promise<void> {
     console.log(`\nsaved ${file}`);
     if (new Set(rows.map((r) => r.target)).size > 1) {
       const svg = join(dirname(file), 'realtime.svg');
-      writeFileSync(svg, realtimeChartSvg('Realtime fan-out: PocketBase direct and through the sidecar',
+      writeFileSync(svg, realtimeChartSvg(targets.includes('floor') ? 'Realtime fan-out: PocketBase direct, bare Node relaying one stream, the sidecar' : 'Realtime fan-out: PocketBase direct and through the sidecar',
         `${rate} writes/s asked, ${Math.round(share * 100)}% to every subscriber, a per-subscriber list rule, one 2-core machine`,
         rows.map((r) => ({ target: targetName(r.target), subscribers: r.subscribers, achieved: r.achieved, p99: r.p99 }))));
       console.log(`saved ${svg}`);
