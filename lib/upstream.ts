@@ -1,6 +1,6 @@
 // The one HTTP client to PocketBase: a keep-alive undici pool shared by the sync engine and the proxy,
 // counting every request by purpose, plus the sidecar's own superuser session for sync requests.
-import { Pool, type Dispatcher } from 'undici';
+import { Client, Pool, type Dispatcher } from 'undici';
 
 export type Purpose = 'proxy' | 'sync' | 'bootstrap' | 'schema' | 'auth' | 'realtime';
 
@@ -21,6 +21,12 @@ export class UpstreamError extends Error {
 export class Upstream {
   readonly pool: Pool;
   readonly origin: string;
+  /** Connections for pipelined pairs (requestThen), and those not in use. */
+  private readonly pairClients: Client[] = [];
+  private readonly idlePairs: Client[] = [];
+  private closed = false;
+  /** Pairs sent (requestThen), and pairs refused because every pair connection was in use. */
+  readonly pairs = { sent: 0, refused: 0 };
 
   constructor(private readonly opts: UpstreamOptions) {
     const u = new URL(opts.url);
@@ -36,6 +42,40 @@ export class Upstream {
   request(purpose: Purpose, options: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData> {
     this.opts.onRequest?.(purpose);
     return this.pool.request(options);
+  }
+
+  /**
+   * `first`, then `then` written right behind it on a connection of their own (HTTP/1.1 pipelining).
+   * PocketBase's server (Go's net/http) serves a connection's requests one at a time and in order, the
+   * next one read after the previous handler returned, so `then` sees what `first` committed, and is on
+   * its way without waiting for `first`'s answer to come back here. `first` is sent on an idle connection
+   * (it need not be idempotent); `then` must be (a GET). The caller reads `first`'s body before it awaits
+   * `then` (answers arrive in order). Null when all `connections` pair connections are in use.
+   */
+  requestThen(purpose: Purpose, first: Dispatcher.RequestOptions, thenPurpose: Purpose, then: Dispatcher.RequestOptions): { first: Promise<Dispatcher.ResponseData>; then: Promise<{ statusCode: number; text: string }> } | null {
+    if (this.closed) return null;
+    let client = this.idlePairs.pop();
+    if (!client) {
+      if (this.pairClients.length >= this.opts.connections) {
+        this.pairs.refused++;
+        return null;
+      }
+      client = new Client(this.origin, { pipelining: 2, headersTimeout: this.opts.timeoutMs, bodyTimeout: this.opts.timeoutMs, keepAliveTimeout: 10_000 });
+      this.pairClients.push(client);
+    }
+    this.pairs.sent++;
+    this.opts.onRequest?.(purpose);
+    this.opts.onRequest?.(thenPurpose);
+    // Not blocking: undici otherwise holds the next request back until this one's answer has begun.
+    const a = client.request({ ...first, blocking: false });
+    const b = client.request(then).then(async (res) => ({ statusCode: res.statusCode, text: await res.body.text() }));
+    const used = client;
+    // Back to the idle list once both are over (the connection is then idle again).
+    void Promise.allSettled([a, b]).then(() => {
+      if (!this.closed && !used.destroyed) this.idlePairs.push(used);
+      else if (!used.destroyed) void used.close().catch(() => {});
+    });
+    return { first: a, then: b };
   }
 
   /** A JSON request; non-2xx answers become UpstreamError with PocketBase's body. */
@@ -64,7 +104,8 @@ export class Upstream {
   }
 
   async close(): Promise<void> {
-    await this.pool.close().catch(() => {});
+    this.closed = true;
+    await Promise.all([this.pool.close().catch(() => {}), ...this.pairClients.map((c) => c.close().catch(() => {}))]);
   }
 }
 
@@ -74,7 +115,12 @@ export class SuperuserSession {
   private expiresAt = 0;
   private pending: Promise<string> | null = null;
 
-  constructor(private readonly upstream: Upstream, private readonly email: string, private readonly password: string) {}
+  constructor(readonly upstream: Upstream, private readonly email: string, private readonly password: string) {}
+
+  /** The token, when one is held and not about to expire (no request made); else null. */
+  currentToken(): string | null {
+    return this.token && Date.now() < this.expiresAt - 60_000 ? this.token : null;
+  }
 
   async getToken(): Promise<string> {
     if (this.token && Date.now() < this.expiresAt - 60_000) return this.token;

@@ -40,6 +40,18 @@ onRecordAfterDeleteSuccess((e) => {
 
 cronAdd("hapta_log_prune", "*/5 * * * *", () => {
   require(`${__hooks}/hapta/changelog.js`).prune($app);
+  require(`${__hooks}/hapta/changelog.js`).prunePairs($app);
+});
+
+// A write a sidecar pairs with a read of the log head (X-Hapta-Pair): noted once its handler returned.
+routerUse((e) => {
+  const pair = e.request.header.get("X-Hapta-Pair");
+  if (!pair) return e.next();
+  try {
+    return e.next();
+  } finally {
+    require(`${__hooks}/hapta/changelog.js`).notePair(e.app, pair);
+  }
 });
 
 // GET /api/hapta-sync/changes?after=SEQ&limit=N&consumer=ID
@@ -116,8 +128,12 @@ routerAdd("POST", "/api/hapta-sync/prune", (e) => {
 // GET /api/hapta-sync/head: the log head and instance id (superusers only). A sidecar asks after each
 // acknowledged write, so the writer's session knows which position a replica must have reached before
 // it may answer that writer's reads (read-your-writes without waiting on the write itself).
+// With ?pair=P (a read sent right behind the write that carried X-Hapta-Pair: P on the same connection),
+// it answers only once that write's handler has returned, 409 otherwise (the sidecar then asks again).
 routerAdd("GET", "/api/hapta-sync/head", (e) => {
   const log = require(`${__hooks}/hapta/changelog.js`);
+  const pair = e.request.url.query().get("pair");
+  if (pair && !log.takePair(e.app, pair)) return e.json(409, { message: "The paired write is not done." });
   return e.json(200, { instance: log.readMeta(e.app, "instance"), head: log.head(e.app) });
 }, $apis.requireSuperuserAuth());
 

@@ -3,7 +3,9 @@
 // the sidecar's superuser session; see pb_hooks/hapta_changes.pb.js for the server side.
 import type { PbCollection } from './schema.js';
 import type { ChangeRow, RecordPage } from './store.js';
-import type { SuperuserSession } from '../lib/upstream.js';
+import { randomBytes } from 'node:crypto';
+import type { Dispatcher } from 'undici';
+import { UpstreamError, type SuperuserSession } from '../lib/upstream.js';
 
 export interface ChangesResponse {
   instance: string;
@@ -39,6 +41,32 @@ export class ChangeSource {
     // Hooks older than "upper": the head read after the answer bounds its records just as well.
     if (typeof res.upper !== 'number') res.upper = withRecords ? (await this.readHead(signal)).head : res.head;
     return res;
+  }
+
+  /**
+   * A write sent as `first` with a read of the log head pipelined right behind it (Upstream.requestThen):
+   * the head is read after the write's handler returned, so it is at least the write's position, and its
+   * request is on its way before the write's answer is back. Null when it cannot be paired (every pair
+   * connection in use, or no superuser token at hand): read the head after the answer then.
+   */
+  writeThenHead(first: Dispatcher.RequestOptions): { first: Promise<Dispatcher.ResponseData>; head: Promise<{ instance: string; head: number }> } | null {
+    const token = this.session.currentToken();
+    if (!token) return null;
+    // The write names the pair; the head is answered only once that write's handler has returned
+    // (pb_hooks), whatever sits between the two processes.
+    const id = randomBytes(12).toString('hex');
+    const headers = { ...(first.headers as Record<string, string | string[]>), 'x-hapta-pair': id };
+    const pair = this.session.upstream.requestThen('proxy', { ...first, headers }, 'sync', {
+      method: 'GET', path: `/api/hapta-sync/head?pair=${id}`, headers: { accept: 'application/json', authorization: token },
+    });
+    if (!pair) return null;
+    const head = pair.then.then(({ statusCode, text }) => {
+      const h = statusCode === 200 ? (JSON.parse(text) as { instance?: unknown; head?: unknown }) : null;
+      if (!h || typeof h.instance !== 'string' || typeof h.head !== 'number') throw new UpstreamError(statusCode, 'log head not read');
+      return { instance: h.instance, head: h.head };
+    });
+    head.catch(() => {}); // a write that failed leaves its head unread; the caller decides
+    return { first: pair.first, head };
   }
 
   /** The log head now (and the database it belongs to): cheap, no rows. */

@@ -50,6 +50,10 @@ export interface ConsistencyOptions {
 
 export class Consistency {
   private readonly local = new Lru<string, Position>(200_000);
+  /** Writes whose position came from the head read behind them on their connection (no request after the answer). */
+  pairedHeads = 0;
+  /** Paired head reads that failed or were refused (pb_hooks: run before their write was done): read again after the answer. */
+  pairedHeadsMissed = 0;
 
   constructor(private readonly opts: ConsistencyOptions) {}
 
@@ -98,8 +102,12 @@ export class Consistency {
    * After a write acknowledged by PocketBase for this caller: the caller's watermark becomes the log head
    * (at least the write's own position), and the answer carries it.
    */
-  async afterWrite(ctx: Context, sid = (ctx.state.auth as Authenticated | undefined)?.session.sid): Promise<void> {
-    const h = await this.head();
+  async afterWrite(ctx: Context, sid = (ctx.state.auth as Authenticated | undefined)?.session.sid, paired: Promise<{ instance: string; head: number }> | null = null): Promise<void> {
+    // The head read behind the write on its connection (at least the write's position), or read now.
+    const read = paired ? await paired.then((r) => ({ seq: r.head, instance: r.instance }), () => null) : null;
+    if (read) this.pairedHeads++;
+    else if (paired) this.pairedHeadsMissed++;
+    const h = read ?? await this.head();
     if (!h) {
       // Unknown: this caller's next reads need a read of the log that starts after they arrive.
       if (sid) await this.raise(sid, { seq: UNKNOWN, instance: this.opts.replicator.store?.instance ?? '' });

@@ -122,7 +122,7 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
     intervalMs: config.replica.schemaCheckIntervalMs, onChange: () => replicator.wake({ schema: true }), log: log.child({ component: 'schema' }),
   });
 
-  const forwarder = new Forwarder(upstream, sessions, identityOpts);
+  const forwarder = new Forwarder(upstream, sessions, identityOpts, (request) => source.writeThenHead(request));
   const consistency = new Consistency({
     replicator, source, shared: sessionStore instanceof RedisSessionStore ? sessionStore : null, waitMs: config.consistency.readWaitMs,
     ttlMs: 7 * 86_400_000, metrics, log: log.child({ component: 'consistency' }),

@@ -140,6 +140,45 @@ describe('read-your-writes and monotonic reads', () => {
     return s;
   }
 
+  test('a write\'s position is the log head read behind it on its own connection, and only once the write is done', async () => {
+    // Straight to PocketBase (no proxy): every head is read on the write's connection.
+    const s = await startSidecar({ url: pb.url, migrationsDir: pb.migrationsDir }, { rateLimits: { enabled: false }, replica: { consumerId: 'paired', watchMigrations: false } });
+    sidecars.push(s);
+    await waitForSync(s);
+    const me = await signIn(s.url, seeded.users[1].email);
+    const head = async () => (await (await fetch(`${pb.url}/api/hapta-sync/head`, { headers: { authorization: su } })).json()) as { head: number; instance: string };
+    const before = s.consistency.pairedHeads;
+    for (let i = 0; i < 5; i++) {
+      const created = await call(s.url, 'POST', posts, me.key, { title: `paired ${i}`, author: me.id, published: true });
+      assert.equal(created.status, 200, JSON.stringify(created.body));
+      const now = await head();
+      assert.equal(created.position, `${now.head}@${now.instance}`, 'the position is the head right after the write');
+      const seen = await call(s.url, 'GET', `${posts}/${created.body.id}`, me.key);
+      assert.equal(seen.body?.title, `paired ${i}`, 'read at once, the write is there');
+    }
+    assert.equal(s.consistency.pairedHeads - before, 5, 'no head was asked for after an answer');
+    assert.equal(s.consistency.pairedHeadsMissed, 0);
+
+    // PocketBase's side: a head naming a pair answers once, and only after that pair's write returned.
+    const pair = 'ab'.repeat(12);
+    const headOf = (p: string) => fetch(`${pb.url}/api/hapta-sync/head?pair=${p}`, { headers: { authorization: su } });
+    assert.equal((await headOf(pair)).status, 409, 'no write named the pair yet');
+    const w = await fetch(`${pb.url}${posts}`, {
+      method: 'POST', headers: { authorization: su, 'content-type': 'application/json', 'x-hapta-pair': pair }, body: JSON.stringify({ title: 'direct', author: me.id }),
+    });
+    assert.equal(w.status, 200);
+    assert.equal((await headOf(pair)).status, 200, 'after the write');
+    assert.equal((await headOf(pair)).status, 409, 'taken once');
+
+    // A client cannot name pairs: its header does not reach PocketBase.
+    const forged = 'cd'.repeat(12);
+    const res = await fetch(`${s.url}${posts}`, {
+      method: 'POST', headers: { authorization: me.key, 'content-type': 'application/json', 'x-hapta-pair': forged }, body: JSON.stringify({ title: 'forged', author: me.id }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal((await headOf(forged)).status, 409, 'the client\'s pair was never noted');
+  });
+
   test('a writer with a slowed replica always reads its own writes, from the replica when it can', async () => {
     const slow = new LogDelay(pb.url);
     slow.delayMs = 250;

@@ -119,6 +119,35 @@ function noteConsumer(app, consumer, seq) {
   app.store().set(`hapta_consumer_${consumer}`, { seq, seen: Date.now() });
 }
 
+// Write pairs: a sidecar sends a write carrying X-Hapta-Pair and, right behind it on the same
+// connection, a read of the log head naming the same pair. The write's pair is noted once its handler
+// has returned (its changes committed); the head is answered only for a noted pair, so a head read that
+// something between the two processes reordered or ran alongside the write is refused, never too low.
+const PAIR = /^[a-f0-9]{24}$/;
+const PAIR_TTL_MS = 60000;
+
+function notePair(app, pair) {
+  if (PAIR.test(pair)) app.store().set(`hapta_pair_${pair}`, Date.now());
+}
+
+// True once (the pair is forgotten as it is taken).
+function takePair(app, pair) {
+  if (!PAIR.test(pair)) return false;
+  const key = `hapta_pair_${pair}`;
+  if (!app.store().has(key)) return false;
+  app.store().remove(key);
+  return true;
+}
+
+// Pairs whose head read never came (the connection broke between the two).
+function prunePairs(app) {
+  const all = app.store().getAll();
+  const now = Date.now();
+  for (const key in all) {
+    if (key.indexOf("hapta_pair_") === 0 && now - all[key] > PAIR_TTL_MS) app.store().remove(key);
+  }
+}
+
 function consumersFloor(app) {
   const ttl = envNumber("HAPTA_LOG_CONSUMER_TTL_SECONDS", 86400) * 1000;
   let floor = null;
@@ -286,3 +315,6 @@ function announce(app) {
 }
 
 module.exports.announce = announce;
+module.exports.notePair = notePair;
+module.exports.takePair = takePair;
+module.exports.prunePairs = prunePairs;

@@ -19,6 +19,9 @@ const HOP_BY_HOP = new Set([
 
 export const UNAVAILABLE = 'PocketBase is unavailable.';
 
+/** PocketBase's change-log head and the database it belongs to. */
+export interface LogHead { instance: string; head: number }
+
 export interface UpstreamAnswer {
   status: number;
   headers: IncomingHttpHeaders;
@@ -46,7 +49,14 @@ function clientHeaders(headers: IncomingHttpHeaders): Record<string, string | st
 }
 
 export class Forwarder {
-  constructor(private readonly upstream: Upstream, private readonly sessions: SessionManager, readonly identity: IdentityOptions) {}
+  /**
+   * `pairedHead`: sends a write with a read of the log head pipelined behind it (ChangeSource.writeThenHead);
+   * null when it cannot pair one now.
+   */
+  constructor(
+    private readonly upstream: Upstream, private readonly sessions: SessionManager, readonly identity: IdentityOptions,
+    private readonly pairedHead?: (request: Dispatcher.RequestOptions) => { first: Promise<Dispatcher.ResponseData>; head: Promise<LogHead> } | null,
+  ) {}
 
   /** The headers PocketBase gets for this caller. */
   async headers(ctx: Context, buffered: boolean, contentType?: string): Promise<Record<string, string | string[]>> {
@@ -56,6 +66,8 @@ export class Forwarder {
     if (buffered) delete headers['content-length'];
     if (contentType) headers['content-type'] = contentType;
     delete headers.authorization;
+    // The sidecar's own write pairing (ChangeSource.writeThenHead); never a client's.
+    delete headers['x-hapta-pair'];
     const ipHeader = this.identity.clientIpHeader.toLowerCase();
     delete headers[ipHeader];
     const auth = ctx.state.auth as Authenticated | undefined;
@@ -81,6 +93,29 @@ export class Forwarder {
         body: opts.body && opts.body.length ? opts.body : undefined,
       });
       return { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) };
+    } catch {
+      throw new ApiError(502, UNAVAILABLE);
+    }
+  }
+
+  /**
+   * A write's whole answer from PocketBase, and the log head read right after it on the same connection
+   * where one could be paired (null: the caller reads the head itself once the answer is in).
+   */
+  async fetchWrite(ctx: Context, opts: ForwardOptions = {}): Promise<{ answer: UpstreamAnswer; head: Promise<LogHead> | null }> {
+    if (!this.pairedHead) return { answer: await this.fetch(ctx, opts), head: null };
+    const headers = await this.headers(ctx, true, opts.contentType);
+    ctx.state.upstream = true;
+    const request: Dispatcher.RequestOptions = {
+      method: (opts.method ?? ctx.method) as Dispatcher.HttpMethod,
+      path: opts.path ?? ctx.url,
+      headers,
+      body: opts.body && opts.body.length ? opts.body : undefined,
+    };
+    const pair = this.pairedHead(request);
+    try {
+      const res = await (pair ? pair.first : this.upstream.request(opts.purpose ?? 'proxy', request));
+      return { answer: { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) }, head: pair?.head ?? null };
     } catch {
       throw new ApiError(502, UNAVAILABLE);
     }
