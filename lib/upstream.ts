@@ -73,7 +73,6 @@ export class Upstream {
     // Back to the idle list once both are over (the connection is then idle again).
     void Promise.allSettled([a, b]).then(() => {
       if (!this.closed && !used.destroyed) this.idlePairs.push(used);
-      else if (!used.destroyed) void used.close().catch(() => {});
     });
     return { first: a, then: b };
   }
@@ -123,7 +122,8 @@ export class SuperuserSession {
   }
 
   async getToken(): Promise<string> {
-    if (this.token && Date.now() < this.expiresAt - 60_000) return this.token;
+    const held = this.currentToken();
+    if (held) return held;
     this.pending ??= this.login().finally(() => (this.pending = null));
     return this.pending;
   }

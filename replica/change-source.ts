@@ -7,6 +7,9 @@ import { randomBytes } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { UpstreamError, type SuperuserSession } from '../lib/upstream.js';
 
+/** PocketBase's change-log head and the database it belongs to. */
+export interface LogHead { instance: string; head: number }
+
 export interface ChangesResponse {
   instance: string;
   prunedThrough: number;
@@ -49,7 +52,7 @@ export class ChangeSource {
    * request is on its way before the write's answer is back. Null when it cannot be paired (every pair
    * connection in use, or no superuser token at hand): read the head after the answer then.
    */
-  writeThenHead(first: Dispatcher.RequestOptions): { first: Promise<Dispatcher.ResponseData>; head: Promise<{ instance: string; head: number }> } | null {
+  writeThenHead(first: Dispatcher.RequestOptions): { first: Promise<Dispatcher.ResponseData>; head: Promise<LogHead> } | null {
     const token = this.session.currentToken();
     if (!token) return null;
     // The write names the pair; the head is answered only once that write's handler has returned
@@ -70,8 +73,8 @@ export class ChangeSource {
   }
 
   /** The log head now (and the database it belongs to): cheap, no rows. */
-  readHead(signal?: AbortSignal): Promise<{ instance: string; head: number }> {
-    return this.session.json<{ instance: string; head: number }>('sync', 'GET', '/api/hapta-sync/head', undefined, signal);
+  readHead(signal?: AbortSignal): Promise<LogHead> {
+    return this.session.json<LogHead>('sync', 'GET', '/api/hapta-sync/head', undefined, signal);
   }
 
   /** How many records a collection holds (for bootstrap progress): one counted page of one id. */

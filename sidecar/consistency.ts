@@ -9,7 +9,7 @@
 //   request), not waited for.
 import type { Context } from 'koa';
 import type { Logger } from '../lib/log.js';
-import type { ChangeSource } from '../replica/change-source.js';
+import type { ChangeSource, LogHead } from '../replica/change-source.js';
 import type { Replicator } from '../replica/replicator.js';
 import { Lru } from './lru.js';
 import type { Metrics } from './metrics.js';
@@ -102,7 +102,7 @@ export class Consistency {
    * After a write acknowledged by PocketBase for this caller: the caller's watermark becomes the log head
    * (at least the write's own position), and the answer carries it.
    */
-  async afterWrite(ctx: Context, sid = (ctx.state.auth as Authenticated | undefined)?.session.sid, paired: Promise<{ instance: string; head: number }> | null = null): Promise<void> {
+  async afterWrite(ctx: Context, sid = (ctx.state.auth as Authenticated | undefined)?.session.sid, paired: Promise<LogHead> | null = null): Promise<void> {
     // The head read behind the write on its connection (at least the write's position), or read now.
     const read = paired ? await paired.then((r) => ({ seq: r.head, instance: r.instance }), () => null) : null;
     if (read) this.pairedHeads++;

@@ -7,6 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Purpose, Upstream } from '../../lib/upstream.js';
+import type { LogHead } from '../../replica/change-source.js';
 import { ApiError, sendError } from '../errors.js';
 import { ClientGone, TOO_LARGE } from '../gate/body-limit.js';
 import type { IdentityOptions } from '../identity.js';
@@ -18,9 +19,6 @@ const HOP_BY_HOP = new Set([
 ]);
 
 export const UNAVAILABLE = 'PocketBase is unavailable.';
-
-/** PocketBase's change-log head and the database it belongs to. */
-export interface LogHead { instance: string; head: number }
 
 export interface UpstreamAnswer {
   status: number;
@@ -83,27 +81,18 @@ export class Forwarder {
 
   /** A whole answer from PocketBase; ApiError 502 when it cannot be reached. */
   async fetch(ctx: Context, opts: ForwardOptions = {}): Promise<UpstreamAnswer> {
-    const headers = await this.headers(ctx, true, opts.contentType);
-    ctx.state.upstream = true;
-    try {
-      const res = await this.upstream.request(opts.purpose ?? 'proxy', {
-        method: (opts.method ?? ctx.method) as Dispatcher.HttpMethod,
-        path: opts.path ?? ctx.url,
-        headers,
-        body: opts.body && opts.body.length ? opts.body : undefined,
-      });
-      return { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) };
-    } catch {
-      throw new ApiError(502, UNAVAILABLE);
-    }
+    return (await this.send(ctx, opts, false)).answer;
   }
 
   /**
    * A write's whole answer from PocketBase, and the log head read right after it on the same connection
    * where one could be paired (null: the caller reads the head itself once the answer is in).
    */
-  async fetchWrite(ctx: Context, opts: ForwardOptions = {}): Promise<{ answer: UpstreamAnswer; head: Promise<LogHead> | null }> {
-    if (!this.pairedHead) return { answer: await this.fetch(ctx, opts), head: null };
+  fetchWrite(ctx: Context, opts: ForwardOptions = {}): Promise<{ answer: UpstreamAnswer; head: Promise<LogHead> | null }> {
+    return this.send(ctx, opts, true);
+  }
+
+  private async send(ctx: Context, opts: ForwardOptions, pairHead: boolean): Promise<{ answer: UpstreamAnswer; head: Promise<LogHead> | null }> {
     const headers = await this.headers(ctx, true, opts.contentType);
     ctx.state.upstream = true;
     const request: Dispatcher.RequestOptions = {
@@ -112,7 +101,7 @@ export class Forwarder {
       headers,
       body: opts.body && opts.body.length ? opts.body : undefined,
     };
-    const pair = this.pairedHead(request);
+    const pair = pairHead ? this.pairedHead?.(request) ?? null : null;
     try {
       const res = await (pair ? pair.first : this.upstream.request(opts.purpose ?? 'proxy', request));
       return { answer: { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) }, head: pair?.head ?? null };

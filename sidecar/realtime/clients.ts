@@ -84,7 +84,7 @@ export class RtClient {
   queue: Promise<unknown> | null = null;
 
   /** `ended` is told once when the stream ends (one function for every client of a registry). */
-  constructor(readonly ip: string, private readonly timers: ClientTimers, private readonly ended: (c: RtClient, reason: CloseReason) => void = () => {}) {}
+  constructor(readonly ip: string, private readonly timers: ClientTimers, private readonly ended: (c: RtClient, reason: CloseReason) => void) {}
 
   /** Why the stream should end at `now` (idle since the last message, or too old), or null. */
   expired(now: number): CloseReason | null {
