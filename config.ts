@@ -26,6 +26,7 @@ export interface HaptaConfig {
     watchMigrations: boolean;
     includeSystemCollections: boolean;
     consumerId: string;
+    readThreads: number;
   };
   consistency: {
     readWaitMs: number;
@@ -163,6 +164,7 @@ export const OPTIONS: readonly Option[] = [
   { path: 'replica.watchMigrations', env: 'HAPTA_WATCH_MIGRATIONS', kind: 'boolean', default: true, description: 'Watch the migrations directory with chokidar.' },
   { path: 'replica.includeSystemCollections', env: 'HAPTA_REPLICATE_SYSTEM', kind: 'boolean', default: false, description: 'Also replicate system collections (_superusers, _otps, ...).' },
   { path: 'replica.consumerId', env: 'HAPTA_CONSUMER_ID', kind: 'string', default: 'default', description: 'Name this sidecar reports to PocketBase so the change log is kept until it has read it.' },
+  { path: 'replica.readThreads', env: 'HAPTA_READ_THREADS', kind: 'number', default: -1, description: 'Threads answering records lists and views (and rendering feed pages) from the replica, each with its own read-only connection; 0: none, the main thread answers them on its own connection; -1: the cores beyond two, up to 4 (none on two cores, where PocketBase shares the machine).' },
   { path: 'upstream.timeoutMs', env: 'HAPTA_UPSTREAM_TIMEOUT_MS', kind: 'number', default: 30000, description: 'Timeout of a request to PocketBase (headers; streams are not cut).' },
   { path: 'consistency.readWaitMs', env: 'HAPTA_READ_WAIT_MS', kind: 'number', default: 1000, description: "How long a read may wait for the replica to reach the caller's watermark (its last write or newest read) before PocketBase answers it instead." },
   { path: 'health.drainMs', env: 'HAPTA_SHUTDOWN_DRAIN_MS', kind: 'number', default: 8000, description: 'On SIGTERM the sidecar stops accepting connections, answers health with 503 `stopping`, and lets requests under way finish for up to this long before it closes every connection (realtime streams included) and exits.' },
@@ -363,6 +365,8 @@ function validate(cfg: HaptaConfig): void {
     if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new ConfigError(`${name} must be a number of at least ${min}`);
   };
   atLeast(cfg.health.maxLagMs, 0, 'HAPTA_HEALTH_MAX_LAG_MS');
+  atLeast(cfg.replica.readThreads, -1, 'HAPTA_READ_THREADS');
+  cfg.replica.readThreads = Math.min(64, Math.floor(cfg.replica.readThreads));
   atLeast(cfg.health.drainMs, 0, 'HAPTA_SHUTDOWN_DRAIN_MS');
   atLeast(fe.snapshotTtlMs, 1, 'HAPTA_FEED_CURSOR_TTL_MS');
   atLeast(fe.reuseMs, 0, 'HAPTA_FEED_REUSE_MS');

@@ -12,6 +12,9 @@ import type { PlannerSchema } from './change-source.js';
 /** Bump when the table layout changes: a replica of another format is rebuilt. */
 export const FORMAT_VERSION = '3';
 
+/** How much of the replica file a read-only connection maps (address space, not memory). */
+const READ_MMAP_BYTES = 1 << 30;
+
 export interface ChangeRow {
   seq: number;
   coll: string;
@@ -47,14 +50,24 @@ export class ReplicaStore {
   /** Called with a collection's name after its table was replaced, created or dropped. */
   readonly tableListeners = new Set<(collection: string) => void>();
 
+  private readonly readonly: boolean;
+
   constructor(readonly path: string, opts: { readonly?: boolean } = {}) {
-    this.db = new Database(path, { readonly: opts.readonly ?? false });
-    if (!opts.readonly) {
+    this.readonly = opts.readonly ?? false;
+    this.db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+    if (opts.readonly) {
+      this.db.pragma('query_only = ON');
+      // A connection's page cache is emptied whenever another connection commits (every applied batch):
+      // read through a memory map instead, so a new read transaction finds the pages where the OS keeps them.
+      this.db.pragma(`mmap_size = ${READ_MMAP_BYTES}`);
+    } else {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
       this.db.pragma('busy_timeout = 5000');
       this.initMeta();
     }
+    // The version before the definitions: a change between the two makes the next refresh() reload.
+    if (opts.readonly) this.loadedCatalog = this.catalogVersion;
     this.loadCatalog();
   }
 
@@ -158,8 +171,39 @@ export class ReplicaStore {
   setPlannerSchema(schema: PlannerSchema | null): void {
     const raw = schema ? JSON.stringify(schema) : '';
     if (raw === (this.getState('planner_schema') ?? '')) return;
-    this.setState('planner_schema', raw);
+    this.db.transaction(() => {
+      this.setState('planner_schema', raw);
+      this.bumpCatalog();
+    })();
     this.plannerCache = schema;
+  }
+
+  /**
+   * Bumped in the same transaction as every change to the collection definitions or the planner schema:
+   * another connection (a read thread) reloads what it derived from them when this differs from what it
+   * loaded, inside its read transaction, so it never pairs old definitions with newer data.
+   */
+  get catalogVersion(): string {
+    return this.getState('catalog') ?? '0';
+  }
+
+  private bumpCatalog(): void {
+    this.setState('catalog', String(Number(this.getState('catalog') ?? '0') + 1));
+  }
+
+  private loadedCatalog = '';
+
+  /** For a read-only connection, inside a read transaction: reloads the definitions if they changed. */
+  refresh(): void {
+    if (!this.readonly) return; // the writer's definitions are always its own, current
+    const version = this.catalogVersion;
+    if (version === this.loadedCatalog) return;
+    this.loadCatalog();
+    this.plannerCache = undefined;
+    this.positionCache = null;
+    this.upperCache = null;
+    this.instanceCache = undefined;
+    this.loadedCatalog = version;
   }
 
   private setPosition(seq: number, anchor: ChangeRow | null): void {
@@ -256,6 +300,7 @@ export class ReplicaStore {
       syncIndexes(this.db, spec, collection.indexes ?? []);
       this.db.prepare('INSERT INTO _hapta_collections (id, name, type, definition) VALUES (?, ?, ?, ?)')
         .run(collection.id, collection.name, collection.type, JSON.stringify(collection));
+      this.bumpCatalog();
     })();
     this.loadCatalog();
     for (const fn of this.tableListeners) fn(collection.name);
@@ -274,7 +319,10 @@ export class ReplicaStore {
   dropCollection(collectionId: string): void {
     const entry = this.catalog.get(collectionId);
     if (!entry) return;
-    this.db.transaction(() => this.dropCollectionTable(entry.collection))();
+    this.db.transaction(() => {
+      this.dropCollectionTable(entry.collection);
+      this.bumpCatalog();
+    })();
     this.loadCatalog();
     for (const fn of this.tableListeners) fn(entry.collection.name);
   }
@@ -285,6 +333,7 @@ export class ReplicaStore {
       this.db.prepare('UPDATE _hapta_collections SET definition = ?, type = ? WHERE id = ?')
         .run(JSON.stringify(collection), collection.type, collection.id);
       syncIndexes(this.db, tableSpec(collection), collection.indexes ?? []);
+      this.bumpCatalog();
     })();
     this.loadCatalog();
   }

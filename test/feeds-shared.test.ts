@@ -179,10 +179,11 @@ describe('shared rankings and bounded searches', () => {
 
   /** The feed routes over the sidecar's replica, at the frozen instant NOW, counting what they ask of the pool. */
   async function serve(opts: Partial<FeedRoutesOptions>): Promise<ServedRoutes> {
-    const calls = { rank: 0, alone: 0, filter: 0, deepest: 0, lanes: { feeds: 0, search: 0 } as Record<Lane, number>, results: {} as Record<string, number> };
+    const calls = { rank: 0, alone: 0, filter: 0, deepest: 0, lanes: { feeds: 0, search: 0, reads: 0 } as Record<Lane, number>, results: {} as Record<string, number> };
     const counted = {
       get ready() { return pool.ready; },
       all: (sql: string, params: unknown[], lane?: Lane) => pool.all(sql, params, lane),
+      page: (task: Parameters<QueryPool['page']>[0], lane?: Lane) => pool.page(task, lane),
       rankFiltered: (profile: FeedProfile, plan: RankPlan, window: unknown, filter: unknown, lane: Lane = 'feeds') => {
         calls.rank++;
         calls.lanes[lane]++;

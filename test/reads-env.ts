@@ -37,7 +37,8 @@ export async function authToken(pbUrl: string, collection: string, identity: str
   return { token: body.token, id: body.record.id };
 }
 
-export async function startReadsEnv(opts: { counts: SeedCounts; seed?: number; setup?: (pbUrl: string, token: string, seeded: Seeded) => Promise<void> }): Promise<ReadsEnv> {
+/** `readThreads`: the sidecar's HAPTA_READ_THREADS (default: its own default for this machine). */
+export async function startReadsEnv(opts: { counts: SeedCounts; seed?: number; readThreads?: number; setup?: (pbUrl: string, token: string, seeded: Seeded) => Promise<void> }): Promise<ReadsEnv> {
   const pb = await startPocketBase();
   let sidecar: TestSidecar | null = null;
   try {
@@ -54,7 +55,7 @@ async function startAround(pb: PocketBase, opts: Parameters<typeof startReadsEnv
   const seeded = await seedReference(pb.url, superToken, opts.counts, opts.seed ?? 7);
   await opts.setup?.(pb.url, superToken, seeded);
   // The shipped chain, with rate limits off: the suites send thousands of reads from one address.
-  const sidecar = await startSidecar(pb, { rateLimits: { enabled: false } });
+  const sidecar = await startSidecar(pb, { rateLimits: { enabled: false }, ...(opts.readThreads === undefined ? {} : { replica: { readThreads: opts.readThreads } }) });
   keep(sidecar);
   await waitForSync(sidecar, 60_000);
 

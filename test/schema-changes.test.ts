@@ -28,7 +28,7 @@ describe('schema changes', () => {
     pb = await startPocketBase();
     token = await superuserToken(pb.url);
     seeded = await seedReference(pb.url, token, { users: 4, posts: 300, comments: 50, likes: 20, follows: 5 }, 5);
-    sidecar = await startSidecar(pb, { replica: { pollIntervalMs: 300, schemaCheckIntervalMs: 0 } });
+    sidecar = await startSidecar(pb, { replica: { pollIntervalMs: 300, schemaCheckIntervalMs: 0, readThreads: 2 } });
     await waitForSync(sidecar);
     writes = (async () => {
       let i = 0;
@@ -128,8 +128,17 @@ describe('schema changes', () => {
 
   test('rules and indexes changed: definition and indexes updated without copying the table', async () => {
     const before = await copies('notes');
+    // A read thread answers under the old rule first (it loads the definitions) ...
+    const fallbacks = await metricSum(sidecar.metrics.readFallbacks);
+    const open = await api(sidecar.url, '/api/collections/notes/records?perPage=1');
+    assert.ok(open.totalItems > 0, 'anyone may list notes');
     await api(pb.url, `/api/collections/${notesId}`, { method: 'PATCH', token, body: { listRule: '@request.auth.id != ""', indexes: ['CREATE INDEX `idx_notes_headline` ON `notes` (`headline` DESC)'] } });
     await converged();
+    // ... and under the new one as soon as the replica holds it: no definitions older than the data.
+    const closed = await api(sidecar.url, '/api/collections/notes/records?perPage=1');
+    assert.equal(closed.totalItems, 0, 'anonymous callers see no notes under the new rule');
+    assert.equal((await api(pb.url, '/api/collections/notes/records?perPage=1')).totalItems, 0, "PocketBase's answer");
+    assert.equal(await metricSum(sidecar.metrics.readFallbacks), fallbacks, 'both answered from the replica');
     const def = sidecar.replicator.store!.entry(notesId)!.collection;
     assert.equal(def.listRule, '@request.auth.id != ""');
     assert.equal(await copies('notes'), before);

@@ -1,14 +1,16 @@
-// The pools of worker threads that run feed queries (piscina), each thread with a read-only connection to
-// the replica file. The main thread only sends SQL with bound parameters (or a ranking plan) and receives
-// rows (or the packed ranking). Two lanes, each a pool with its own queue: `feeds` (the rankings of the
-// profiles without text, their requester filters) and `search` (everything of a request with a search
-// text), so a burst of searches never queues the feeds behind it, nor the feeds the searches.
+// The pools of worker threads that run replica queries (piscina), each thread with a read-only connection
+// to the replica file. The main thread only sends SQL with bound parameters (or a ranking plan, or a
+// records request) and receives rows (or the packed ranking, or the rendered answer). Three lanes, each a
+// pool with its own queue: `feeds` (the rankings of the profiles without text, their requester filters),
+// `search` (everything of a request with a search text) and `reads` (records lists and views), so a burst
+// of one kind never queues the others behind it.
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import type { FeedProfile } from '../../config.js';
 import { compiled } from '../../lib/runtime.js';
 import type { RankPlan } from './feed-sql.js';
-import type { FilterTask, RankTask, TaskResult } from './sql-worker.js';
+import type { PageResult, PageTask, ReadResult, ReadTask } from '../reads/task.js';
+import type { FilterTask, PageTaskMessage, RankTask, ReadTaskMessage, TaskResult } from './sql-worker.js';
 import type { Ranked, WindowOptions } from './window.js';
 
 /** A query failed inside SQLite (or binding); `code` is SQLite's (SQLITE_ERROR, ...). */
@@ -18,7 +20,7 @@ export class QueryError extends Error {
   }
 }
 
-export type Lane = 'feeds' | 'search';
+export type Lane = 'feeds' | 'search' | 'reads';
 
 /** What a requester filter keeps of a shared ranking (sql-worker.ts). */
 export interface Filtered {
@@ -32,10 +34,17 @@ export class QueryPool {
   private readonly pools: Record<Lane, Piscina>;
   private generation = 0;
   private path = '';
+  private closed = false;
+  /** No read threads: records reads and feed pages run on the caller's thread, on its connection. */
+  readonly inline: boolean;
 
-  /** `threads` for the feeds lane (default: the cores, 1 to 4); `searchThreads` for the search lane (default 1). */
-  constructor(threads = Math.max(1, Math.min(4, availableParallelism())), searchThreads = 1) {
-    const pool = (n: number) => new Piscina({
+  /**
+   * `threads` for the feeds lane (default: the cores, 1 to 4); `searchThreads` for the search lane
+   * (default 1); `readThreads` for the reads lane (default: the cores, 1 to 4; 0: none, the caller runs
+   * its reads and pages itself, see `inline`).
+   */
+  constructor(threads = defaultThreads(), searchThreads = 1, readThreads = defaultThreads()) {
+    const pool = (n: number, perThread = 4) => new Piscina({
       filename: new URL(`./sql-worker.${compiled ? 'js' : 'ts'}`, import.meta.url).href,
       // Threads start with the first tasks and then stay: a sidecar whose clients use no feed or search
       // holds none (about 25 MB each), and a busy one never pays a thread's start twice.
@@ -44,9 +53,10 @@ export class QueryPool {
       idleTimeout: Infinity,
       // A few tasks waiting at each thread: it runs them back to back, instead of idling until the main
       // thread, busy answering requests, has read the last result and sent the next task.
-      concurrentTasksPerWorker: 4,
+      concurrentTasksPerWorker: perThread,
     });
-    this.pools = { feeds: pool(threads), search: pool(Math.max(1, searchThreads)) };
+    this.pools = { feeds: pool(threads), search: pool(Math.max(1, searchThreads)), reads: pool(Math.max(1, readThreads)) };
+    this.inline = readThreads === 0;
   }
 
   /** The replica file to query; call again whenever it is replaced. */
@@ -59,14 +69,21 @@ export class QueryPool {
     return this.path !== '';
   }
 
-  /** Tasks waiting for a thread, both lanes (for load shedding and metrics). */
+  /** Tasks waiting for a thread, all lanes (for load shedding and metrics). */
   get queued(): number {
-    return this.pools.feeds.queueSize + this.pools.search.queueSize;
+    return this.pools.feeds.queueSize + this.pools.search.queueSize + this.pools.reads.queueSize;
   }
 
   private async run(lane: Lane, task: unknown): Promise<TaskResult> {
     if (!this.path) throw new QueryError('NOT_READY', 'replica not ready');
-    const res = (await this.pools[lane].run(task)) as TaskResult;
+    if (this.closed) throw new QueryError('THREAD', 'the query pool is closed');
+    let res: TaskResult;
+    try {
+      res = (await this.pools[lane].run(task)) as TaskResult;
+    } catch (e) {
+      // The pool itself failed (a thread crashed, the pool is closing): the caller decides, as for SQLite.
+      throw new QueryError('THREAD', String((e as Error)?.message ?? e));
+    }
     if ('error' in res) throw new QueryError(res.error.code, res.error.message);
     return res;
   }
@@ -98,7 +115,36 @@ export class QueryPool {
     return { keep: res.keep, total: res.total };
   }
 
-  async close(): Promise<void> {
-    await Promise.all([this.pools.feeds.destroy(), this.pools.search.destroy()]);
+  /** A records list or view answered whole on a read thread (sidecar/reads/task.ts). Throws QueryError. */
+  async read(task: ReadTask): Promise<ReadResult> {
+    const res = await this.run('reads', { ...task, kind: 'read', path: this.path, generation: this.generation } satisfies ReadTaskMessage);
+    if (!('read' in res)) throw new QueryError('UNKNOWN', 'unexpected answer from the query pool');
+    return res.read;
   }
+
+  /** A feed page's records rendered on a thread (sidecar/reads/task.ts). Throws QueryError. */
+  async page(task: PageTask, lane: Lane = 'reads'): Promise<PageResult> {
+    const res = await this.run(lane, { ...task, kind: 'page', path: this.path, generation: this.generation } satisfies PageTaskMessage);
+    if (!('page' in res)) throw new QueryError('UNKNOWN', 'unexpected answer from the query pool');
+    return res.page;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(Object.values(this.pools).map((p) => p.destroy()));
+  }
+}
+
+function defaultThreads(): number {
+  return Math.max(1, Math.min(4, availableParallelism()));
+}
+
+/**
+ * Read threads when not configured: the cores beyond two, up to 4. The sidecar shares its machine with
+ * PocketBase, and a thread's read costs about a quarter more CPU than the same read on the main thread
+ * (its own page cache, emptied by every applied batch, its own JIT and heap, the messages): on two cores
+ * the main thread answers faster overall, while spare cores let threads take the reads off it.
+ */
+export function autoReadThreads(): number {
+  return Math.max(0, Math.min(4, availableParallelism() - 2));
 }

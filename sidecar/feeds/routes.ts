@@ -12,7 +12,6 @@
 // ranking's last item. When too few of its items pass, the shared ranking is ranked deeper; past
 // `maxSharedDepth`, the requester is ranked alone. A search ranks as deep as its pages need (a page
 // costs what it shows, window.ts), and further when a later page asks.
-import type Database from 'better-sqlite3';
 import type Koa from 'koa';
 import type { FeedProfile } from '../../config.js';
 import type { Replicator } from '../../replica/replicator.js';
@@ -20,11 +19,11 @@ import type { ReplicaStore } from '../../replica/store.js';
 import { ApiError, sendError } from '../errors.js';
 import { catalogOf, type Catalog } from '../reads/catalog.js';
 import { Unsupported } from '../reads/errors.js';
-import { FieldsError, pick } from '../reads/fields.js';
-import { checkSuperuserOnlyFields, enrich, fieldsOf, listParams } from '../reads/handlers.js';
-import { numberJson, stringifyGo } from '../reads/json.js';
-import type { Row } from '../reads/query.js';
-import { node, recordJson, recordPlain } from '../reads/records.js';
+import { FieldsError } from '../reads/fields.js';
+import { checkSuperuserOnlyFields, fieldsOf, listParams } from '../reads/handlers.js';
+import { numberJson } from '../reads/json.js';
+import { versionStamp } from '../reads/query.js';
+import { forThread, pageError, runPage, type PageResult, type PageTask } from '../reads/task.js';
 import { firstValues, parseGoQuery, requestHeaders, requesterKey, type Requester, type RequestInfo } from '../reads/request.js';
 import { AnswerCache } from './answers.js';
 import { countSql, filterSql, pageSql, rankPlan, type FeedQuery, type PageSql } from './feed-sql.js';
@@ -77,21 +76,11 @@ const GENERIC = 'Something went wrong while processing your request.';
 /** Rules that read the request beyond who is asking: their rankings are never shared between requests. */
 const REQUEST_DEPENDENT = /@request\.(headers|query|body|method|context)|@(now|second|minute|hour|weekday|day|month|year|yesterday|tomorrow|todayStart|todayEnd|monthStart|monthEnd|yearStart|yearEnd)\b/;
 
-/** Prepared page statements of the main thread's replica connection (per store: a new file, new ones). */
-const pageStatements = new WeakMap<ReplicaStore, Map<string, Database.Statement>>();
-
-function runPage(store: ReplicaStore, q: PageSql): Row[] {
+/** A page on this thread's connection (no read threads): SQLite's errors as the pool reports them. */
+function pageHere(store: ReplicaStore, task: PageTask): PageResult {
   if (!store.db.open) throw new ApiError(503, 'The feed is not available right now.');
-  let cache = pageStatements.get(store);
-  if (!cache) pageStatements.set(store, (cache = new Map()));
   try {
-    let stmt = cache.get(q.sql);
-    if (!stmt) {
-      stmt = store.db.prepare(q.sql);
-      if (cache.size >= 200) cache.clear();
-      cache.set(q.sql, stmt);
-    }
-    return stmt.all(q.bindings) as Row[];
+    return runPage(store, task);
   } catch (e) {
     const err = e as { code?: string; message?: string };
     if (typeof err.code === 'string' && err.code.startsWith('SQLITE_')) throw new QueryError(err.code, String(err.message));
@@ -185,7 +174,7 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
       if (e instanceof Unsupported && e.reason === 'requester_not_in_replica') return sendError(ctx, 503, 'The feed is not available right now.');
       if (e instanceof Unsupported || e instanceof FieldsError) return sendError(ctx, 400, GENERIC);
       if (e instanceof QueryError) {
-        if (/no such (table|column)/.test(e.message) || e.code === 'NOT_READY') return sendError(ctx, 503, 'The feed is not available right now.');
+        if (/no such (table|column)/.test(e.message) || e.code === 'NOT_READY' || e.code === 'THREAD') return sendError(ctx, 503, 'The feed is not available right now.');
         return sendError(ctx, 400, GENERIC);
       }
       throw e;
@@ -359,9 +348,8 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
 
     const ranked = snap.ranked;
     const pageIds = idsBetween(ranked, offset, offset + params.perPage);
-    // The store may have been swapped while the ranking ran: the page and expand read the current one.
-    const current = opts.replicator.store ?? store;
-    let rows: Row[] = [];
+    let items = '[]';
+    let shown: string[] = [];
     if (pageIds.length > 0) {
       // The snapshot's query, re-checked for the requester now: an item that became invisible is dropped.
       // A search's match is re-checked too, unless no batch was applied since its ranking started (then
@@ -375,13 +363,14 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
         q.bindings[q.rowidParams[0]] = BigInt(lo);
         q.bindings[q.rowidParams[1]] = BigInt(hi);
       }
-      // A search page's match re-check reads FTS5 doclists: off the main thread, in the search lane.
-      const found = q.rowidParams ? await opts.pool.all<Row>(q.sql, [q.bindings], 'search') : runPage(current, q);
-      const byId = new Map(found.map((r) => [String(r.id), r]));
-      rows = pageIds.map((id) => byId.get(id)).filter((r): r is Row => r !== undefined);
+      // The records, their expands and the rendering run on a thread: a search page's match re-check
+      // reads FTS5 doclists, so it goes to the search lane; other pages to the reads lane.
+      const task = { collection: coll.c.id, sql: q.sql, bindings: q.bindings, ids: pageIds, info: { ...info, requester: forThread(requester, catalog) }, stamp: versionStamp() };
+      const current = opts.replicator.store;
+      const res = opts.pool.inline && !q.rowidParams && current ? pageHere(current, task) : await opts.pool.page(task, q.rowidParams ? 'search' : 'reads');
+      if (!('items' in res)) throw pageError(res);
+      ({ items, ids: shown } = res);
     }
-    const nodes = rows.map((row) => node(coll, row));
-    enrich(opts.replicator.store ?? current, catalogOf(opts.replicator.store ?? current), nodes, info);
 
     // No further page past the end of a ranking that cannot be continued (its last items disappeared).
     const end = snap.source ? snap.total : Math.min(snap.total, ranked.count);
@@ -393,18 +382,12 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
     if (explain) {
       const at = new Map(pageIds.map((id, j) => [id, offset + j]));
       const terms: Record<string, unknown> = {};
-      for (const r of rows) terms[String(r.id)] = termsAt(profile, ranked.terms, at.get(String(r.id))! * ranked.width);
+      for (const id of shown) terms[id] = termsAt(profile, ranked.terms, at.get(id)! * ranked.width);
       extra += `,"explain":${JSON.stringify({ now: new Date(snap.nowMs).toISOString(), items: terms })}`;
     }
     const tail = `,"page":${numberJson(page)},"perPage":${numberJson(params.perPage)},"totalItems":${total},"totalPages":${pages}${extra}}`;
-    let body: string;
-    if (!fields) body = `{"items":[${nodes.map(recordJson).join(',')}]${tail}`;
-    else {
-      const items = nodes.map(recordPlain);
-      pick(items, fields);
-      body = `{"items":${stringifyGo(items)}${tail}`;
-    }
-    if (cacheKey !== null && current === store && opts.replicator.store === store) answers.set(store, catalog, cacheKey, body, since);
+    const body = `{"items":${items}${tail}`;
+    if (cacheKey !== null && opts.replicator.store === store) answers.set(store, catalog, cacheKey, body, since);
     return body;
   }
 }

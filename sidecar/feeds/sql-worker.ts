@@ -1,9 +1,12 @@
 // A worker thread of the feed query pool: runs read-only SQL on its own connection to the replica file,
 // so a heavy ranking query never blocks the event loop that serves everything else. A ranking task runs
 // its whole plan here (window.ts: candidate windows, widened until exact) and returns it packed; a filter
-// task checks a shared ranking's items against one requester's rules and counts that requester's items.
-import Database from 'better-sqlite3';
+// task checks a shared ranking's items against one requester's rules and counts that requester's items;
+// a read task answers a records list or view whole (sidecar/reads/task.ts).
+import type Database from 'better-sqlite3';
 import type { FeedProfile } from '../../config.js';
+import { ReplicaStore } from '../../replica/store.js';
+import { runPage, runRead, type PageResult, type PageTask, type ReadResult, type ReadTask } from '../reads/task.js';
 import type { RankPlan } from './feed-sql.js';
 import { rank, type Ranked, type WindowOptions } from './window.js';
 
@@ -43,25 +46,36 @@ export interface FilterTask extends Base {
   count: { sql: string; bindings: Record<string, unknown> };
 }
 
-/** SQLite errors come back as data: an Error's `code` does not survive the thread boundary. */
-export type TaskResult = { rows: unknown[] } | { ranked: Ranked; kept?: { keep: Uint32Array; total: number } } | { keep: Uint32Array; total: number } | { error: { code: string; message: string } };
+export interface ReadTaskMessage extends Base, ReadTask {
+  kind: 'read';
+}
 
-let db: Database.Database | null = null;
+export interface PageTaskMessage extends Base, PageTask {
+  kind: 'page';
+}
+
+/** SQLite errors come back as data: an Error's `code` does not survive the thread boundary. */
+export type TaskResult = { rows: unknown[] } | { ranked: Ranked; kept?: { keep: Uint32Array; total: number } } | { keep: Uint32Array; total: number } | { read: ReadResult } | { page: PageResult } | { error: { code: string; message: string } };
+
+let store: ReplicaStore | null = null;
 let openPath = '';
 let openGeneration = -1;
 const statements = new Map<string, Database.Statement>();
 
-function connection(path: string, generation: number): Database.Database {
-  if (!db || openPath !== path || openGeneration !== generation) {
-    db?.close();
-    db = null;
+function replica(path: string, generation: number): ReplicaStore {
+  if (!store || openPath !== path || openGeneration !== generation) {
+    store?.close();
+    store = null;
     statements.clear();
-    db = new Database(path, { readonly: true, fileMustExist: true });
-    db.pragma('query_only = ON');
+    store = new ReplicaStore(path, { readonly: true });
     openPath = path;
     openGeneration = generation;
   }
-  return db;
+  return store;
+}
+
+function connection(path: string, generation: number): Database.Database {
+  return replica(path, generation).db;
 }
 
 function statement(conn: Database.Database, sql: string): Database.Statement {
@@ -85,8 +99,10 @@ function filter(conn: Database.Database, task: Omit<FilterTask, keyof Base | 'ki
   return { keep: keep.subarray(0, n), total };
 }
 
-export default function run(task: QueryTask | RankTask | FilterTask): TaskResult {
+export default function run(task: QueryTask | RankTask | FilterTask | ReadTaskMessage | PageTaskMessage): TaskResult {
   try {
+    if (task.kind === 'read') return { read: runRead(replica(task.path, task.generation), task) };
+    if (task.kind === 'page') return { page: runPage(replica(task.path, task.generation), task) };
     const conn = connection(task.path, task.generation);
     if (task.kind === 'rank') {
       // One read transaction: every statement of the plan (and the filter) sees the same state of the file.

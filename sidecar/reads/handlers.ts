@@ -8,7 +8,7 @@ import { ResolveError } from './errors.js';
 import { Expander } from './expand.js';
 import { FieldsError, parseFields, pick } from './fields.js';
 import { numberJson, stringifyGo } from './json.js';
-import { findByIds, listRecords, parseSortParam, type ListParams } from './query.js';
+import { findByIds, listRecords, parseSortParam, type ListParams, type Row } from './query.js';
 import { node, recordJson, recordPlain, resolveFlags, type RecordNode } from './records.js';
 import { goAtoi, goParseBool, type RequestInfo } from './request.js';
 
@@ -72,22 +72,31 @@ export function fieldsOf(info: RequestInfo) {
   }
 }
 
+/**
+ * The JSON array of a page of records as PocketBase renders it for this request: flags, expand, then
+ * the `fields` picker (whose error PocketBase raises while writing the answer: its generic 400). The one
+ * renderer of record lists: list pages here, feed pages (task.ts) alike.
+ */
+export function renderItems(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo, rows: Row[], info: RequestInfo): string {
+  const nodes = rows.map((row) => node(coll, row));
+  enrich(store, catalog, nodes, info);
+  const fields = fieldsOf(info);
+  if (fields === 'error') throw new ResolveError('invalid fields parameter');
+  if (!fields) return `[${nodes.map(recordJson).join(',')}]`;
+  const items = nodes.map(recordPlain);
+  pick(items, fields);
+  return stringifyGo(items);
+}
+
 export function list(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo, info: RequestInfo): Answer {
   const superuser = info.requester.kind === 'superuser';
   if ((coll.c.listRule === null || coll.c.listRule === undefined) && !superuser) throw new ApiError(403, FORBIDDEN);
   checkSuperuserOnlyFields(info);
   const params = listParams(info);
   const res = listRecords(store, catalog, coll, info, params, superuser);
-  const nodes = res.rows.map((row) => node(coll, row));
-  enrich(store, catalog, nodes, info);
-  const fields = fieldsOf(info);
-  // PocketBase's picker fails while writing the answer: its generic 400, whatever the records.
-  if (fields === 'error') throw new ResolveError('invalid fields parameter');
+  const items = renderItems(store, catalog, coll, res.rows, info);
   const tail = `,"page":${numberJson(res.page)},"perPage":${numberJson(res.perPage)},"totalItems":${res.totalItems},"totalPages":${res.totalPages}}`;
-  if (!fields) return { status: 200, body: `{"items":[${nodes.map(recordJson).join(',')}]${tail}`, empty: nodes.length === 0 };
-  const items = nodes.map(recordPlain);
-  pick(items, fields);
-  return { status: 200, body: `{"items":${stringifyGo(items)}${tail}`, empty: nodes.length === 0 };
+  return { status: 200, body: `{"items":${items}${tail}`, empty: res.rows.length === 0 };
 }
 
 export function view(store: ReplicaStore, catalog: Catalog, coll: CollectionInfo, info: RequestInfo, id: string): Answer {

@@ -35,10 +35,37 @@ export function invalidateResults(tables?: Iterable<string>): void {
   for (const t of tables) versions.set(t, (versions.get(t) ?? 0) + 1);
 }
 
+/** The table versions at one moment, as data (a read thread runs its queries under the sender's). */
+export interface VersionStamp { epoch: number; tables: [string, number][] }
+
+export function versionStamp(): VersionStamp {
+  return { epoch, tables: [...versions] };
+}
+
+/** On a read thread: the versions of the thread that sent the task replace this thread's. */
+export function adoptVersions(stamp: VersionStamp): void {
+  epoch = stamp.epoch;
+  versions.clear();
+  for (const [t, v] of stamp.tables) versions.set(t, v);
+}
+
 /** The tables some results were computed from, with their versions at that moment. */
 export class ReadSet {
   private epoch = epoch;
   private readonly tables = new Map<string, number>();
+
+  /** `tables` as read under `stamp` (taken before the queries ran). */
+  static at(stamp: VersionStamp, tables: readonly string[]): ReadSet {
+    const set = new ReadSet();
+    set.epoch = stamp.epoch;
+    const at = new Map(stamp.tables);
+    for (const t of tables) set.tables.set(t, at.get(t) ?? 0);
+    return set;
+  }
+
+  tableNames(): string[] {
+    return [...this.tables.keys()];
+  }
 
   add(tables: readonly string[]): void {
     for (const t of tables) if (!this.tables.has(t)) this.tables.set(t, versions.get(t) ?? 0);

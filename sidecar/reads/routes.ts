@@ -6,16 +6,22 @@ import type { Replicator } from '../../replica/replicator.js';
 import { ApiError, sendError } from '../errors.js';
 import { catalogOf } from './catalog.js';
 import { Unsupported } from './errors.js';
-import { list, view, type Answer } from './handlers.js';
-import { invalidateResults, ReadSet, tracked } from './query.js';
+import type { Answer } from './handlers.js';
+import { invalidateResults, planStats, ReadSet, versionStamp } from './query.js';
+import { forThread, runRead, type ReadResult } from './task.js';
+import { QueryError, type QueryPool } from '../feeds/query-pool.js';
 import type { ReplicaStore } from '../../replica/store.js';
 import { tableSpec } from '../../replica/schema.js';
 import { firstValues, parseGoQuery, requestHeaders, requesterKey, type Requester, type RequestInfo } from './request.js';
 
 export interface ReadRoutesOptions {
   replicator: Replicator;
+  /** The read threads (its `reads` lane) that answer each request whole; inline: this thread does. */
+  pool: QueryPool;
   identify(ctx: Koa.Context): Promise<Requester>;
   onFallback?(reason: string): void;
+  /** A read thread failed on a request (it goes to PocketBase, counted as read_thread_error). */
+  onThreadError?(err: QueryError): void;
   /** Watermarks (consistency.ts): whether the replica may answer this caller now; what it has seen. */
   readable?(ctx: Koa.Context): Promise<boolean>;
   afterRead?(ctx: Koa.Context): Promise<void>;
@@ -145,23 +151,45 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
     const cache = cacheKey ? answerCache(store) : null;
     const cached = cache?.map.get(cacheKey);
     if (cached && cached.reads.fresh()) answer = cached.answer;
-    if (!answer) try {
-      const query = firstValues(parseGoQuery(ctx.querystring));
-      const info: RequestInfo = { context: 'default', method: 'GET', query, headers: requestHeaders(ctx.req), requester };
-      const catalog = catalogOf(store);
-      if (catalog !== lastCatalog) { invalidateResults(); lastCatalog = catalog; }
-      const coll = catalog.find(collName);
-      if (!coll) throw new Unsupported('collection_not_replicated');
-      let reads: ReadSet;
-      if (id === null) {
-        ({ value: answer, reads } = tracked(() => list(store, catalog, coll, info)));
-        if (answer.empty !== undefined && requester.kind !== 'superuser' && coll.c.listRule && query.filter) {
-          const delay = answer.empty ? emptyListThrottle(`${coll.c.id}|${(ctx.state.clientIp as string | undefined) ?? ctx.ip}`) : 0;
-          if (delay) await new Promise((r) => setTimeout(r, delay));
-        }
-      } else {
-        ({ value: answer, reads } = tracked(() => view(store, catalog, coll, info, id)));
+    if (!answer) {
+      let query: Record<string, string>;
+      try {
+        query = firstValues(parseGoQuery(ctx.querystring));
+      } catch (e) {
+        if (e instanceof Unsupported) return fallback(e.reason, next);
+        throw e;
       }
+      const info: RequestInfo = { context: 'default', method: 'GET', query, headers: requestHeaders(ctx.req), requester: forThread(requester, catalogNow) };
+      // The versions before the task is sent: a change applied while it runs makes its answer stale.
+      const stamp = versionStamp();
+      let res: ReadResult;
+      try {
+        res = opts.pool.inline ? runRead(store, { collection: collName, id, info, stamp }) : await opts.pool.read({ collection: collName, id, info, stamp });
+      } catch (e) {
+        if (e instanceof QueryError && e.code === 'NOT_READY') return fallback('replica_not_ready', next);
+        if (e instanceof QueryError) {
+          opts.onThreadError?.(e);
+          return fallback('read_thread_error', next);
+        }
+        throw e;
+      }
+      if ('unsupported' in res) return fallback(res.unsupported, next);
+      if ('apiError' in res) {
+        ctx.state.upstream = false;
+        ctx.set(STANDARD_HEADERS);
+        await opts.afterRead?.(ctx);
+        return sendError(ctx, res.apiError.status, res.apiError.message);
+      }
+      answer = res.answer;
+      if (!opts.pool.inline) {
+        planStats.sortWalks += res.plan.sortWalks;
+        planStats.countSplits += res.plan.countSplits;
+      }
+      if (res.guarded) {
+        const delay = emptyListThrottle(`${res.collectionId}|${(ctx.state.clientIp as string | undefined) ?? ctx.ip}`);
+        if (delay) await new Promise((r) => setTimeout(r, delay));
+      }
+      const reads = ReadSet.at(stamp, res.tables);
       if (requester.kind === 'record') reads.merge(identityReads);
       // Empty filtered lists are not kept: each one goes through PocketBase's timing guard above.
       if (cache && answer.status === 200 && !answer.empty) {
@@ -173,15 +201,6 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
         cache.map.set(cacheKey, { answer, reads });
         cache.bytes += size;
       }
-    } catch (e) {
-      if (e instanceof Unsupported) return fallback(e.reason, next);
-      if (e instanceof ApiError) {
-        ctx.state.upstream = false;
-        ctx.set(STANDARD_HEADERS);
-        await opts.afterRead?.(ctx);
-        return sendError(ctx, e.status, e.message);
-      }
-      throw e;
     }
     ctx.state.upstream = false;
     ctx.set(STANDARD_HEADERS);

@@ -1,0 +1,50 @@
+// Reads answered on the read threads (sidecar/reads/task.ts): the answer the main thread used to give,
+// and when a thread cannot answer, PocketBase's answer, counted, never a 500.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { metricSum } from './harness/metrics.js';
+import { startReadsEnv, type ReadsEnv } from './reads-env.js';
+
+let env: ReadsEnv;
+
+before(async () => {
+  env = await startReadsEnv({ counts: { users: 4, posts: 40, comments: 10, likes: 5, follows: 2 }, readThreads: 2 });
+}, { timeout: 120_000 });
+
+after(async () => { await env?.stop(); });
+
+const paths = [
+  '/api/collections/posts/records?sort=-created,id&perPage=5&expand=author',
+  '/api/collections/posts/records?filter=' + encodeURIComponent('title ~ "1"') + '&sort=id&fields=id,title',
+  '/api/collections/comments/records?perPage=3&sort=id',
+];
+
+async function answers(base: string, path: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(base + path);
+  return { status: res.status, body: await res.text() };
+}
+
+describe('read threads', () => {
+  it('answer lists and views from the replica as PocketBase does', async () => {
+    const before = await metricSum(env.sidecar.metrics.readFallbacks);
+    const first = JSON.parse((await answers(env.pb.url, paths[0])).body) as { items: { id: string }[] };
+    for (const path of [...paths, `/api/collections/posts/records/${first.items[0].id}?expand=author`]) {
+      const [sc, pb] = [await answers(env.url, path), await answers(env.pb.url, path)];
+      assert.equal(sc.status, pb.status, path);
+      assert.deepEqual(JSON.parse(sc.body), JSON.parse(pb.body), path);
+    }
+    assert.equal(await metricSum(env.sidecar.metrics.readFallbacks), before, 'every read answered from the replica');
+  });
+
+  it('a read no thread can answer goes to PocketBase and is counted', async () => {
+    const failed = await metricSum(env.sidecar.metrics.readFallbacks, { reason: 'read_thread_error' });
+    // The pool's threads gone (as when one crashes or the pool is closing): every lane refuses tasks.
+    await env.sidecar.feedPool.close();
+    for (const path of paths) {
+      const [sc, pb] = [await answers(env.url, path + '&uncached=1'), await answers(env.pb.url, path + '&uncached=1')];
+      assert.equal(sc.status, 200, path);
+      assert.deepEqual(JSON.parse(sc.body), JSON.parse(pb.body), path);
+    }
+    assert.equal(await metricSum(env.sidecar.metrics.readFallbacks, { reason: 'read_thread_error' }), failed + paths.length);
+  });
+});
