@@ -59,6 +59,12 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly feedPages = new Counter({
+    name: 'hapta_feed_pages_total',
+    help: 'Feed pages answered, by profile and whether the page was kept (answered again without rendering) or rendered.',
+    labelNames: ['profile', 'result'] as const,
+    registers: [this.registry],
+  });
   readonly writesRejected = new Counter({
     name: 'hapta_writes_rejected_total',
     help: 'Writes answered by the sidecar without reaching PocketBase (invalid, hook rejection, too large), by reason.',

@@ -132,6 +132,7 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
     replicator, profiles: config.feeds, identify: identifyRequester, pool: feedPool, ...config.feedEngine,
     readable: (ctx) => consistency.readable(ctx), afterRead: (ctx) => consistency.afterRead(ctx),
     onRanked: (profile, stats, ms) => metrics.feedRanked(profile, stats, ms),
+    onPage: (profile, kept) => metrics.feedPages.inc({ profile, result: kept ? 'kept' : 'rendered' }),
   });
   const readRoutes = createReadRoutes({
     replicator, pool: feedPool,

@@ -233,6 +233,37 @@ describe('feeds', () => {
       await loadRows();
     });
 
+    test('a kept page outlives changes to tables it does not read, and ends with one to a table it does', async () => {
+      const u0 = who.find((w) => w.name === 'user0')!;
+      const first = await feed(base, 'latest', { perPage: '5', expand: 'author' }, u0);
+      const cursor: string = first.body.cursor;
+      const again = async () => (await feed(base, 'latest', { perPage: '5', expand: 'author', cursor }, u0)).body;
+      const pages = (result: string) => metricSum(served.sidecar.metrics.feedPages, { profile: 'latest', result });
+      const before = await again();
+      let kept = await pages('kept');
+      assert.deepEqual(await again(), before);
+      assert.equal(await pages('kept'), kept + 1, 'the same page again is kept');
+      // A like touches only the likes, which the latest feed's page does not read.
+      const liked = before.items[0].id;
+      const like = await api<{ id: string }>(env.pb.url, '/api/collections/likes/records', { method: 'POST', token: env.superToken, body: { post: liked, user: env.seeded.users[3].id } });
+      await served.sidecar.replicator.syncAfterNow();
+      kept = await pages('kept');
+      assert.deepEqual(await again(), before);
+      assert.equal(await pages('kept'), kept + 1, 'a like does not end the kept page');
+      // An expanded author renamed: the page reads the users table (expand), so it is rendered again.
+      const author = before.items.find((r: any) => r.expand?.author)!.expand.author;
+      await api(env.pb.url, `/api/collections/users/records/${author.id}`, { method: 'PATCH', token: env.superToken, body: { name: 'renamed while kept' } });
+      await served.sidecar.replicator.syncAfterNow();
+      const rendered = await pages('rendered');
+      const after = await again();
+      assert.equal(await pages('rendered'), rendered + 1, 'a change to an expanded record ends the kept page');
+      assert.ok(after.items.filter((r: any) => r.author === author.id).every((r: any) => r.expand.author.name === 'renamed while kept'));
+      await api(env.pb.url, `/api/collections/users/records/${author.id}`, { method: 'PATCH', token: env.superToken, body: { name: author.name } });
+      await api(env.pb.url, `/api/collections/likes/records/${like.id}`, { method: 'DELETE', token: env.superToken });
+      await served.sidecar.replicator.syncAfterNow();
+      await loadRows();
+    });
+
     test('a search page drops an item edited so that it no longer matches', async () => {
       const su = who.find((w) => w.superuser)!;
       const first = await feed(base, 'search', { q: WORDS[0], perPage: '3' }, su);

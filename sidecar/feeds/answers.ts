@@ -1,9 +1,11 @@
-// Whole feed pages kept until the replica changes, as the read path keeps list answers: a page of a
-// snapshot is a function of the snapshot, the page parameters and the replica's contents (visibility,
-// rows, expand, the requester's record), so while no batch was applied and the catalog is the same
-// object, answering it again gives the same text. Pages whose rules read the request beyond the
-// requester (headers, query, time macros) are never kept.
+// Whole feed pages, kept as the read path keeps list answers: a page of a snapshot is a function of the
+// snapshot, the page parameters and the replica tables its statement, rules and expands read (the
+// requester's auth table included: rules read the requester's record), so while none of those tables
+// changed and the catalog is the same object, answering it again gives the same text. A like does not
+// empty the kept pages of a feed whose page statement never reads the likes. Pages whose rules read the
+// request beyond the requester (headers, query, time macros) are never kept.
 import type { ReplicaStore } from '../../replica/store.js';
+import type { ReadSet } from '../reads/query.js';
 
 export interface AnswerCacheOptions {
   /** Bytes of answers kept (0: none). */
@@ -13,10 +15,8 @@ export interface AnswerCacheOptions {
 }
 
 export class AnswerCache {
-  private map = new Map<string, string>();
+  private map = new Map<string, { body: string; reads: ReadSet }>();
   private bytes = 0;
-  private changes = 0;
-  private seen = -1;
   private store: ReplicaStore | null = null;
   private catalog: object | null = null;
 
@@ -26,16 +26,10 @@ export class AnswerCache {
     return this.opts.maxBytes > 0 && this.opts.maxEntries > 0;
   }
 
-  /** The replica applied a batch: everything kept may be stale. */
-  changed(): void {
-    this.changes++;
-  }
-
-  private current(store: ReplicaStore, catalog: object): Map<string, string> {
-    if (this.seen !== this.changes || this.store !== store || this.catalog !== catalog) {
+  private current(store: ReplicaStore, catalog: object): Map<string, { body: string; reads: ReadSet }> {
+    if (this.store !== store || this.catalog !== catalog) {
       this.map = new Map();
       this.bytes = 0;
-      this.seen = this.changes;
       this.store = store;
       this.catalog = catalog;
     }
@@ -43,23 +37,26 @@ export class AnswerCache {
   }
 
   get(store: ReplicaStore, catalog: object, key: string): string | undefined {
-    return this.current(store, catalog).get(key);
+    const map = this.current(store, catalog);
+    const kept = map.get(key);
+    if (!kept) return undefined;
+    if (kept.reads.fresh()) return kept.body;
+    map.delete(key);
+    this.bytes -= kept.body.length;
+    return undefined;
   }
 
-  /** Keeps an answer computed from `store` and `catalog` while no change was applied since `since`. */
-  set(store: ReplicaStore, catalog: object, key: string, body: string, since: number): void {
-    if (!this.enabled || since !== this.changes || body.length > this.opts.maxBytes / 4) return;
+  /** Keeps an answer computed from `store` and `catalog`, fresh while the tables of `reads` are unchanged. */
+  set(store: ReplicaStore, catalog: object, key: string, body: string, reads: ReadSet): void {
+    if (!this.enabled || body.length > this.opts.maxBytes / 4 || !reads.fresh()) return;
     const map = this.current(store, catalog);
     if (map.size >= this.opts.maxEntries || this.bytes + body.length > this.opts.maxBytes) {
       map.clear();
       this.bytes = 0;
     }
-    map.set(key, body);
+    const old = map.get(key);
+    if (old) this.bytes -= old.body.length;
+    map.set(key, { body, reads });
     this.bytes += body.length;
-  }
-
-  /** The change count to pass to `set` for an answer started now. */
-  get mark(): number {
-    return this.changes;
   }
 }

@@ -18,6 +18,6 @@ export function createFeedRoutes(opts: {
   profiles: Record<string, FeedProfile>;
   identify(ctx: Koa.Context): Promise<Requester>;
   pool: QueryPool;
-} & Partial<Pick<FeedRoutesOptions, 'readable' | 'afterRead' | 'maxItems' | 'snapshotTtlMs' | 'maxSnapshots' | 'reuseMs' | 'answerCacheBytes' | 'window' | 'onRanked' | 'shareRankings' | 'maxSharedDepth' | 'clock'>>): Koa.Middleware {
+} & Partial<Pick<FeedRoutesOptions, 'readable' | 'afterRead' | 'maxItems' | 'snapshotTtlMs' | 'maxSnapshots' | 'reuseMs' | 'answerCacheBytes' | 'window' | 'onRanked' | 'onPage' | 'shareRankings' | 'maxSharedDepth' | 'clock'>>): Koa.Middleware {
   return feedRoutes(opts);
 }

@@ -17,12 +17,12 @@ import type { FeedProfile } from '../../config.js';
 import type { Replicator } from '../../replica/replicator.js';
 import type { ReplicaStore } from '../../replica/store.js';
 import { ApiError, sendError } from '../errors.js';
-import { catalogOf, type Catalog } from '../reads/catalog.js';
+import { authTablesOf, catalogOf, type Catalog } from '../reads/catalog.js';
 import { Unsupported } from '../reads/errors.js';
 import { FieldsError } from '../reads/fields.js';
 import { checkSuperuserOnlyFields, fieldsOf, listParams } from '../reads/handlers.js';
 import { numberJson } from '../reads/json.js';
-import { versionStamp } from '../reads/query.js';
+import { followReplica, ReadSet, versionStamp, type VersionStamp } from '../reads/query.js';
 import { forThread, pageError, runPage, type PageResult, type PageTask } from '../reads/task.js';
 import { firstValues, parseGoQuery, requestHeaders, requesterKey, type Requester, type RequestInfo } from '../reads/request.js';
 import { AnswerCache } from './answers.js';
@@ -56,6 +56,8 @@ export interface FeedRoutesOptions {
   afterRead?(ctx: Koa.Context): Promise<void>;
   /** Called after each ranking with its profile, how it was obtained and how long it took. */
   onRanked?(profile: string, stats: WindowStats, ms: number): void;
+  /** A page answered: kept (the same text again, its tables unchanged) or rendered. */
+  onPage?(profile: string, kept: boolean): void;
   /** Rank once for every requester and filter per requester (needs reuseMs > 0). Default true. */
   shareRankings?: boolean;
   /** Deepest a shared ranking goes before a requester who keeps too few of its items is ranked alone. Default 4 * maxItems. */
@@ -143,10 +145,14 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
   // Without change notifications nothing could tell a kept page is stale: then none is kept.
   const notified = typeof opts.replicator.onApplied === 'function';
   const answers = new AnswerCache({ maxBytes: notified ? opts.answerCacheBytes ?? 32 << 20 : 0, maxEntries: 2000 });
-  if (notified) opts.replicator.onApplied(() => answers.changed());
   // The applied batches counted, when they are notified (else never "unchanged": -1 each time).
+  let applied = 0;
+  if (notified) {
+    followReplica(opts.replicator);
+    opts.replicator.onApplied(() => { applied++; });
+  }
   let unknown = 0;
-  const mark = () => (notified ? answers.mark : --unknown);
+  const mark = () => (notified ? applied : --unknown);
   const shared = new SharedRankings({ reuseMs, max: 500, clock, mark });
 
   return async function feeds(ctx, next) {
@@ -159,12 +165,14 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
       if (!opts.replicator.store || !opts.pool.ready) throw new ApiError(503, 'The feed is not available right now.');
       // Never an older state than this caller wrote or read: there is no PocketBase answer to fall back to.
       if (opts.readable && !(await opts.readable(ctx))) throw new ApiError(503, 'The feed is not available right now.');
+      // The versions before the requester's record is read: a kept page is fresh under them only.
+      const stamp = versionStamp();
       const requester = await opts.identify(ctx);
       // Read the store after the await: it may have been swapped meanwhile.
       const store = opts.replicator.store;
       if (!store) throw new ApiError(503, 'The feed is not available right now.');
       if (store !== lastStore) { snapshots.clear(); shared.clear(); lastStore = store; }
-      const body = await answer(ctx, store, name, profile, requester);
+      const body = await answer(ctx, store, name, profile, requester, stamp);
       ctx.status = 200;
       ctx.set('Content-Type', 'application/json');
       ctx.body = body;
@@ -292,7 +300,7 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
     return alone(name, fq, snap.nowMs, depth);
   }
 
-  async function answer(ctx: Koa.Context, store: ReplicaStore, name: string, profile: FeedProfile, requester: Requester): Promise<string> {
+  async function answer(ctx: Koa.Context, store: ReplicaStore, name: string, profile: FeedProfile, requester: Requester, stamp: VersionStamp): Promise<string> {
     const query = firstValues(parseGoQuery(ctx.querystring));
     const info: RequestInfo = { context: 'default', method: 'GET', query, headers: requestHeaders(ctx.req), requester };
     const superuser = requester.kind === 'superuser';
@@ -337,19 +345,22 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
     await ensure(snap, { profile, catalog, coll, info, superuser, filter: snap.filter, match: snap.match, me }, name, Math.min(snap.total, offset + params.perPage));
 
     const explain = superuser && (query.explain === '1' || query.explain === 'true');
-    const since = answers.mark;
     const cacheKey = answers.enabled && shareable(coll, snap.filter) && allRulesShareable(catalog)
       ? JSON.stringify([snap.id, offset, params.perPage, params.skipTotal, query.fields ?? '', query.expand ?? '', explain])
       : null;
     if (cacheKey !== null) {
       const kept = answers.get(store, catalog, cacheKey);
-      if (kept !== undefined) return kept;
+      if (kept !== undefined) {
+        opts.onPage?.(name, true);
+        return kept;
+      }
     }
 
     const ranked = snap.ranked;
     const pageIds = idsBetween(ranked, offset, offset + params.perPage);
     let items = '[]';
     let shown: string[] = [];
+    let tables: string[] = [];
     if (pageIds.length > 0) {
       // The snapshot's query, re-checked for the requester now: an item that became invisible is dropped.
       // A search's match is re-checked too, unless no batch was applied since its ranking started (then
@@ -365,11 +376,11 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
       }
       // The records, their expands and the rendering run on a thread: a search page's match re-check
       // reads FTS5 doclists, so it goes to the search lane; other pages to the reads lane.
-      const task = { collection: coll.c.id, sql: q.sql, bindings: q.bindings, ids: pageIds, info: { ...info, requester: forThread(requester, catalog) }, stamp: versionStamp() };
+      const task = { collection: coll.c.id, sql: q.sql, bindings: q.bindings, ids: pageIds, info: { ...info, requester: forThread(requester, catalog) }, stamp };
       const current = opts.replicator.store;
       const res = opts.pool.inline && !q.rowidParams && current ? pageHere(current, task) : await opts.pool.page(task, q.rowidParams ? 'search' : 'reads');
       if (!('items' in res)) throw pageError(res);
-      ({ items, ids: shown } = res);
+      ({ items, ids: shown, tables } = res);
     }
 
     // No further page past the end of a ranking that cannot be continued (its last items disappeared).
@@ -387,7 +398,11 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
     }
     const tail = `,"page":${numberJson(page)},"perPage":${numberJson(params.perPage)},"totalItems":${total},"totalPages":${pages}${extra}}`;
     const body = `{"items":${items}${tail}`;
-    if (cacheKey !== null && opts.replicator.store === store) answers.set(store, catalog, cacheKey, body, since);
+    opts.onPage?.(name, false);
+    if (cacheKey !== null && opts.replicator.store === store) {
+      // What the page read, and the requester's record: the auth tables, as of before it was read.
+      answers.set(store, catalog, cacheKey, body, ReadSet.at(stamp, [...tables, ...authTablesOf(store), coll.spec.table]));
+    }
     return body;
   }
 }

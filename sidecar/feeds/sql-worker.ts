@@ -6,6 +6,7 @@
 import type Database from 'better-sqlite3';
 import type { FeedProfile } from '../../config.js';
 import { ReplicaStore } from '../../replica/store.js';
+import { adoptVersions } from '../reads/query.js';
 import { runPage, runRead, type PageResult, type PageTask, type ReadResult, type ReadTask } from '../reads/task.js';
 import type { RankPlan } from './feed-sql.js';
 import { rank, type Ranked, type WindowOptions } from './window.js';
@@ -101,8 +102,12 @@ function filter(conn: Database.Database, task: Omit<FilterTask, keyof Base | 'ki
 
 export default function run(task: QueryTask | RankTask | FilterTask | ReadTaskMessage | PageTaskMessage): TaskResult {
   try {
-    if (task.kind === 'read') return { read: runRead(replica(task.path, task.generation), task) };
-    if (task.kind === 'page') return { page: runPage(replica(task.path, task.generation), task) };
+    if (task.kind === 'read' || task.kind === 'page') {
+      // The sender's table versions: this thread's cached query results are fresh only under them.
+      adoptVersions(task.stamp);
+      const at = replica(task.path, task.generation);
+      return task.kind === 'read' ? { read: runRead(at, task) } : { page: runPage(at, task) };
+    }
     const conn = connection(task.path, task.generation);
     if (task.kind === 'rank') {
       // One read transaction: every statement of the plan (and the filter) sees the same state of the file.

@@ -71,6 +71,16 @@ function sameList(a: PbCollection[], b: PbCollection[]): boolean {
 
 export const ROWID = ROWID_COLUMN;
 
+const authTablesByCatalog = new WeakMap<object, string[]>();
+
+/** The replica tables of the auth collections (rules read the requester's record from one of them). */
+export function authTablesOf(store: ReplicaStore): string[] {
+  const catalog = catalogOf(store);
+  let tables = authTablesByCatalog.get(catalog);
+  if (!tables) authTablesByCatalog.set(catalog, (tables = store.collections().filter((c) => c.type === 'auth').map((c) => tableSpec(c).table)));
+  return tables;
+}
+
 /** select, file and relation fields implement PocketBase's MultiValuer. */
 export function isMultiValuer(f: PbField): boolean {
   return f.type === 'select' || f.type === 'file' || f.type === 'relation';

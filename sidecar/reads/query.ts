@@ -7,6 +7,7 @@ import BetterSqlite from 'better-sqlite3';
 import type Database from 'better-sqlite3';
 import type { PlannerSchema } from '../../replica/change-source.js';
 import type { ReplicaStore } from '../../replica/store.js';
+import type { Replicator } from '../../replica/replicator.js';
 import { parseFilter, parseSort, FilterSyntaxError, type SortItem } from '../filter/index.js';
 import { Lru } from '../lru.js';
 import type { Catalog, CollectionInfo } from './catalog.js';
@@ -33,6 +34,29 @@ const versions = new Map<string, number>();
 export function invalidateResults(tables?: Iterable<string>): void {
   if (tables === undefined) { epoch++; return; }
   for (const t of tables) versions.set(t, (versions.get(t) ?? 0) + 1);
+}
+
+/** Tables of the collections a batch of changes touched; undefined when the schema changed (all stale). */
+function changedTables(store: ReplicaStore | null, changes: readonly { coll: string }[]): string[] | undefined {
+  const tables = new Set<string>();
+  for (const ch of changes) {
+    if (ch.coll === '_collections') return undefined;
+    const entry = store?.entry(ch.coll);
+    if (entry) tables.add(entry.spec.table);
+  }
+  return [...tables];
+}
+
+const followed = new WeakSet<object>();
+
+/**
+ * Bumps the versions of the tables each applied batch changed (once per replicator, whoever asks:
+ * the read routes and the feed routes both keep answers under these versions).
+ */
+export function followReplica(replicator: Pick<Replicator, 'onApplied' | 'store'>): void {
+  if (followed.has(replicator) || typeof replicator.onApplied !== 'function') return;
+  followed.add(replicator);
+  replicator.onApplied((changes) => invalidateResults(changedTables(replicator.store, changes)));
 }
 
 /** The table versions at one moment, as data (a read thread runs its queries under the sender's). */
@@ -103,7 +127,7 @@ export function tracked<T>(fn: () => T): { value: T; reads: ReadSet } {
 }
 
 /** The quoted identifiers of a statement (tables among them). */
-function identifiers(sql: string): string[] {
+export function quotedIdentifiers(sql: string): string[] {
   const out = new Set<string>();
   for (const m of sql.matchAll(/"((?:[^"]|"")*)"/g)) out.add(m[1].replace(/""/g, '"'));
   return [...out];
@@ -135,7 +159,7 @@ function run<T>(store: ReplicaStore, sql: string, bag: ParamBag, mode: 'all' | '
   let prepared = cache.statements.get(sql);
   try {
     if (!prepared) {
-      prepared = { stmt: store.db.prepare(sql), tables: identifiers(sql) };
+      prepared = { stmt: store.db.prepare(sql), tables: quotedIdentifiers(sql) };
       cache.statements.set(sql, prepared);
     }
     // The versions are taken before the query runs: a change applied later makes the result stale.

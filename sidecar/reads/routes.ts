@@ -4,14 +4,13 @@
 import type Koa from 'koa';
 import type { Replicator } from '../../replica/replicator.js';
 import { ApiError, sendError } from '../errors.js';
-import { catalogOf } from './catalog.js';
+import { authTablesOf, catalogOf } from './catalog.js';
 import { Unsupported } from './errors.js';
 import type { Answer } from './handlers.js';
-import { invalidateResults, planStats, ReadSet, versionStamp } from './query.js';
+import { followReplica, invalidateResults, planStats, ReadSet, versionStamp } from './query.js';
 import { forThread, runRead, type ReadResult } from './task.js';
 import { QueryError, type QueryPool } from '../feeds/query-pool.js';
 import type { ReplicaStore } from '../../replica/store.js';
-import { tableSpec } from '../../replica/schema.js';
 import { firstValues, parseGoQuery, requestHeaders, requesterKey, type Requester, type RequestInfo } from './request.js';
 
 export interface ReadRoutesOptions {
@@ -75,25 +74,6 @@ function answerCache(store: ReplicaStore): AnswerCache {
   return c;
 }
 
-const authTablesByCatalog = new WeakMap<object, string[]>();
-function authTables(store: ReplicaStore): string[] {
-  const catalog = catalogOf(store);
-  let tables = authTablesByCatalog.get(catalog);
-  if (!tables) authTablesByCatalog.set(catalog, (tables = store.collections().filter((c) => c.type === 'auth').map((c) => tableSpec(c).table)));
-  return tables;
-}
-
-/** Tables of the collections a batch of changes touched; undefined when the schema changed (all stale). */
-function changedTables(store: ReplicaStore | null, changes: readonly { coll: string }[]): string[] | undefined {
-  const tables = new Set<string>();
-  for (const ch of changes) {
-    if (ch.coll === '_collections') return undefined;
-    const entry = store?.entry(ch.coll);
-    if (entry) tables.add(entry.spec.table);
-  }
-  return [...tables];
-}
-
 /** Per catalog (a new one appears whenever the schema changes): no rule depends on time or headers. */
 const rulesCacheableByCatalog = new WeakMap<object, boolean>();
 function rulesCacheable(store: ReplicaStore, catalog: object): boolean {
@@ -106,7 +86,7 @@ function rulesCacheable(store: ReplicaStore, catalog: object): boolean {
 }
 
 export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
-  opts.replicator.onApplied((changes) => invalidateResults(changedTables(opts.replicator.store, changes)));
+  followReplica(opts.replicator);
   // A collection copied whole (schema change) replaces data without a batch: drop cached results too.
   let lastCatalog: unknown = null;
   const fallback = async (reason: string, next: Koa.Next) => {
@@ -132,7 +112,7 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
 
     // The auth tables' versions before the requester's record is read: rules read that record.
     const identityReads = new ReadSet();
-    identityReads.add(authTables(opts.replicator.store));
+    identityReads.add(authTablesOf(opts.replicator.store));
     let requester: Requester;
     try {
       requester = await opts.identify(ctx);

@@ -8,7 +8,7 @@ import type { ReplicaStore } from '../../replica/store.js';
 import { catalogOf, type Catalog } from './catalog.js';
 import { ResolveError, Unsupported } from './errors.js';
 import { list, renderItems, view, type Answer } from './handlers.js';
-import { adoptVersions, planStats, tracked, type Row, type VersionStamp } from './query.js';
+import { planStats, quotedIdentifiers, tracked, type Row, type VersionStamp } from './query.js';
 import type { Requester, RequestInfo } from './request.js';
 
 export interface ReadTask {
@@ -17,7 +17,7 @@ export interface ReadTask {
   /** null: the list; otherwise the record viewed. */
   id: string | null;
   info: RequestInfo;
-  /** The sender's table versions when it sent the task (cached query results are fresh under them). */
+  /** The sender's table versions when it sent the task (a thread's cached query results are fresh under them). */
   stamp: VersionStamp;
 }
 
@@ -49,7 +49,7 @@ export interface PageTask {
 }
 
 export type PageResult =
-  | { items: string; ids: string[] }
+  | { items: string; ids: string[]; tables: string[] }
   | { unsupported: string }
   | { apiError: { status: number; message: string; data: Record<string, unknown>; resolve: boolean } };
 
@@ -63,7 +63,7 @@ export function forThread(r: Requester, catalog: Catalog): Requester {
 }
 
 /** A thread's error as the caller's: the same class, status, message and data. */
-export function pageError(res: Exclude<PageResult, { items: string }>): Error {
+export function pageError(res: Exclude<PageResult, { items: string; ids: string[]; tables: string[] }>): Error {
   if ('unsupported' in res) return new Unsupported(res.unsupported);
   const e = res.apiError;
   return e.resolve ? new ResolveError(e.message) : new ApiError(e.status, e.message, e.data);
@@ -71,7 +71,6 @@ export function pageError(res: Exclude<PageResult, { items: string }>): Error {
 
 /** Runs a page task in one read transaction (the records and their expands from one state). */
 export function runPage(store: ReplicaStore, task: PageTask): PageResult {
-  adoptVersions(task.stamp);
   return store.db.transaction((): PageResult => {
     store.refresh();
     const catalog = catalogOf(store);
@@ -81,7 +80,10 @@ export function runPage(store: ReplicaStore, task: PageTask): PageResult {
     const byId = new Map(found.map((r) => [String(r.id), r]));
     const rows = task.ids.map((id) => byId.get(id)).filter((r): r is Row => r !== undefined);
     try {
-      return { items: renderItems(store, catalog, coll, rows, task.info), ids: rows.map((r) => String(r.id)) };
+      const { value: items, reads } = tracked(() => renderItems(store, catalog, coll, rows, task.info));
+      // The page statement's own tables: every table it reads is a quoted identifier in it.
+      const tables = new Set([...reads.tableNames(), ...quotedIdentifiers(task.sql)]);
+      return { items, ids: rows.map((r) => String(r.id)), tables: [...tables] };
     } catch (e) {
       if (e instanceof Unsupported) return { unsupported: e.reason };
       if (e instanceof ApiError) return { apiError: { status: e.status, message: e.message, data: e.data, resolve: e instanceof ResolveError } };
@@ -92,7 +94,6 @@ export function runPage(store: ReplicaStore, task: PageTask): PageResult {
 
 /** Runs a read task in one read transaction: every statement sees the same state of the replica. */
 export function runRead(store: ReplicaStore, task: ReadTask): ReadResult {
-  adoptVersions(task.stamp);
   const before = { ...planStats };
   const plan = () => ({ sortWalks: planStats.sortWalks - before.sortWalks, countSplits: planStats.countSplits - before.countSplits });
   return store.db.transaction((): ReadResult => {
