@@ -5,10 +5,10 @@ import type Koa from 'koa';
 import type { FeedProfile } from '../../config.js';
 import type { Replicator } from '../../replica/replicator.js';
 import type { Requester } from '../reads/request.js';
-import type { QueryPool } from './query-pool.js';
+import type { QueryPool } from '../query/pool.js';
 import { feedRoutes, type FeedRoutesOptions } from './routes.js';
 
-export { autoReadThreads, QueryPool, QueryError, type Lane } from './query-pool.js';
+export { autoReadThreads, QueryPool, QueryError, type Lane } from '../query/pool.js';
 export { feedIndexSpec, counterFor } from './profiles.js';
 export type { FeedRoutesOptions } from './routes.js';
 export type { WindowOptions, WindowStats } from './window.js';

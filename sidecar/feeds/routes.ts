@@ -27,7 +27,7 @@ import { forThread, pageError, runPage, type PageResult, type PageTask } from '.
 import { firstValues, parseGoQuery, requestHeaders, requesterKey, type Requester, type RequestInfo } from '../reads/request.js';
 import { AnswerCache } from './answers.js';
 import { countSql, filterSql, pageSql, rankPlan, type FeedQuery, type PageSql } from './feed-sql.js';
-import { QueryError, type Filtered, type Lane, type QueryPool } from './query-pool.js';
+import { QueryError, type Filtered, type Lane, type QueryPool } from '../query/pool.js';
 import { requesterFree, termsAt } from './score.js';
 import { ftsMatch, searchTokens } from './search-text.js';
 import { SharedRankings, type SharedRanking } from './shared.js';

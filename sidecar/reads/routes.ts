@@ -9,7 +9,7 @@ import { Unsupported } from './errors.js';
 import type { Answer } from './handlers.js';
 import { followReplica, invalidateResults, planStats, ReadSet, versionStamp } from './query.js';
 import { forThread, runRead, type ReadResult } from './task.js';
-import { QueryError, type QueryPool } from '../feeds/query-pool.js';
+import { QueryError, type QueryPool } from '../query/pool.js';
 import type { ReplicaStore } from '../../replica/store.js';
 import { firstValues, parseGoQuery, requestHeaders, requesterKey, type Requester, type RequestInfo } from './request.js';
 

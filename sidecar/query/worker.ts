@@ -8,8 +8,8 @@ import type { FeedProfile } from '../../config.js';
 import { ReplicaStore } from '../../replica/store.js';
 import { adoptVersions } from '../reads/query.js';
 import { runPage, runRead, type PageResult, type PageTask, type ReadResult, type ReadTask } from '../reads/task.js';
-import type { RankPlan } from './feed-sql.js';
-import { rank, type Ranked, type WindowOptions } from './window.js';
+import type { RankPlan } from '../feeds/feed-sql.js';
+import { rank, type Ranked, type WindowOptions } from '../feeds/window.js';
 
 interface Base {
   path: string;

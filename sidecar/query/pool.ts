@@ -8,10 +8,10 @@ import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import type { FeedProfile } from '../../config.js';
 import { compiled } from '../../lib/runtime.js';
-import type { RankPlan } from './feed-sql.js';
+import type { RankPlan } from '../feeds/feed-sql.js';
 import type { PageResult, PageTask, ReadResult, ReadTask } from '../reads/task.js';
-import type { FilterTask, PageTaskMessage, RankTask, ReadTaskMessage, TaskResult } from './sql-worker.js';
-import type { Ranked, WindowOptions } from './window.js';
+import type { FilterTask, PageTaskMessage, RankTask, ReadTaskMessage, TaskResult } from './worker.js';
+import type { Ranked, WindowOptions } from '../feeds/window.js';
 
 /** A query failed inside SQLite (or binding); `code` is SQLite's (SQLITE_ERROR, ...). */
 export class QueryError extends Error {
@@ -22,7 +22,7 @@ export class QueryError extends Error {
 
 export type Lane = 'feeds' | 'search' | 'reads';
 
-/** What a requester filter keeps of a shared ranking (sql-worker.ts). */
+/** What a requester filter keeps of a shared ranking (worker.ts). */
 export interface Filtered {
   /** Positions (ascending) of the ranked items the requester may see. */
   keep: Uint32Array;
@@ -45,7 +45,7 @@ export class QueryPool {
    */
   constructor(threads = defaultThreads(), searchThreads = 1, readThreads = defaultThreads()) {
     const pool = (n: number, perThread = 4) => new Piscina({
-      filename: new URL(`./sql-worker.${compiled ? 'js' : 'ts'}`, import.meta.url).href,
+      filename: new URL(`./worker.${compiled ? 'js' : 'ts'}`, import.meta.url).href,
       // Threads start with the first tasks and then stay: a sidecar whose clients use no feed or search
       // holds none (about 25 MB each), and a busy one never pays a thread's start twice.
       minThreads: 0,
