@@ -13,7 +13,7 @@ import { FeedIndex } from '../replica/feed-index.js';
 import { RealtimeWaker } from '../replica/realtime-waker.js';
 import { Replicator } from '../replica/replicator.js';
 import { SchemaWatcher } from '../replica/schema-watcher.js';
-import { autoReadThreads, createFeedRoutes, QueryPool } from './feeds/index.js';
+import { createFeedRoutes, QueryPool } from './feeds/index.js';
 import { feedIndexSpec } from './feeds/profiles.js';
 import { MemoryCounters, RedisCounters } from './gate/counters.js';
 import { LoginGuard } from './gate/login-guard.js';
@@ -88,7 +88,7 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
 
   const indexSpec = feedIndexSpec(config.feeds);
   // Feed queries run on worker threads with their own read-only connections to the replica file.
-  const feedPool = new QueryPool(undefined, undefined, config.replica.readThreads < 0 ? autoReadThreads() : config.replica.readThreads);
+  const feedPool = new QueryPool(undefined, undefined, config.replica.readThreads < 0 ? undefined : config.replica.readThreads);
   const source = new ChangeSource(superuser, config.replica.consumerId);
   const replicator = new Replicator(source, {
     dataDir,

@@ -4,8 +4,7 @@
 // normalising only what PocketBase leaves undefined (order without a sort or between ties, map key order
 // when `fields` is used). Fallbacks to PocketBase are checked exactly: every one must have a reason the
 // replica cannot know the answer for, and the count per reason must be what each case predicts. The
-// sidecar answers on two read threads (the other read suites run with this machine's default, which on
-// two cores is the main thread).
+// sidecar answers on two read threads (reads-count.test.ts runs its lists on the main thread).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { writeFileSync } from 'node:fs';
@@ -28,7 +27,6 @@ const UNAVOIDABLE: Record<string, string> = {
 before(async () => {
   env = await startReadsEnv({
     counts: { users: 12, posts: 120, comments: 200, likes: 150, follows: 40 },
-    readThreads: 2,
     setup: (url, token, seeded) => createExtraCollections(url, token, seeded),
   });
   await addCallers(env);

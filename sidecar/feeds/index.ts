@@ -8,7 +8,7 @@ import type { Requester } from '../reads/request.js';
 import type { QueryPool } from '../query/pool.js';
 import { feedRoutes, type FeedRoutesOptions } from './routes.js';
 
-export { autoReadThreads, QueryPool, QueryError, type Lane } from '../query/pool.js';
+export { QueryPool, QueryError, type Lane } from '../query/pool.js';
 export { feedIndexSpec, counterFor } from './profiles.js';
 export type { FeedRoutesOptions } from './routes.js';
 export type { WindowOptions, WindowStats } from './window.js';

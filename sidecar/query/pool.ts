@@ -139,12 +139,3 @@ function defaultThreads(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
 }
 
-/**
- * Read threads when not configured: the cores beyond two, up to 4. The sidecar shares its machine with
- * PocketBase, and a thread's read costs about a quarter more CPU than the same read on the main thread
- * (its own page cache, emptied by every applied batch, its own JIT and heap, the messages): on two cores
- * the main thread answers faster overall, while spare cores let threads take the reads off it.
- */
-export function autoReadThreads(): number {
-  return Math.max(0, Math.min(4, availableParallelism() - 2));
-}
