@@ -143,8 +143,11 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
       // The versions before the task is sent: a change applied while it runs makes its answer stale.
       const stamp = versionStamp();
       let res: ReadResult;
+      // A view is one lookup by id (and its expands): cheaper here than the trip to a thread, and never
+      // queued behind a list there. Lists go to the threads.
+      const here = opts.pool.inline || id !== null;
       try {
-        res = opts.pool.inline ? runRead(store, { collection: collName, id, info, stamp }) : await opts.pool.read({ collection: collName, id, info, stamp });
+        res = here ? runRead(store, { collection: collName, id, info, stamp }) : await opts.pool.read({ collection: collName, id, info, stamp });
       } catch (e) {
         if (e instanceof QueryError && e.code === 'NOT_READY') return fallback('replica_not_ready', next);
         if (e instanceof QueryError) {
@@ -161,7 +164,7 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
         return sendError(ctx, res.apiError.status, res.apiError.message);
       }
       answer = res.answer;
-      if (!opts.pool.inline) {
+      if (!here) {
         planStats.sortWalks += res.plan.sortWalks;
         planStats.countSplits += res.plan.countSplits;
       }
