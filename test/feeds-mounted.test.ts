@@ -18,8 +18,7 @@ describe('feeds in the sidecar', () => {
     pb = await startPocketBase();
     const admin = await superuserToken(pb.url);
     seeded = await seedReference(pb.url, admin, { users: 3, posts: 40, comments: 30, likes: 40, follows: 3 }, 99);
-    // Pages rendered on the main thread (HAPTA_READ_THREADS=0); the other feed suites render on read threads.
-    sidecar = await startSidecar(pb, { rateLimits: { enabled: false }, replica: { readThreads: 0 } });
+    sidecar = await startSidecar(pb, { rateLimits: { enabled: false } });
     await waitForSync(sidecar);
     key = (await api(sidecar.url, '/api/collections/users/auth-with-password', { method: 'POST', body: { identity: seeded.users[1].email, password: USER_PASSWORD } })).token;
     draft = (await api(sidecar.url, '/api/collections/posts/records', { method: 'POST', token: key, body: { title: 'my draft news', author: seeded.users[1].id, published: false } })).id;

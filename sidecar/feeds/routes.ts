@@ -374,11 +374,11 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
         q.bindings[q.rowidParams[0]] = BigInt(lo);
         q.bindings[q.rowidParams[1]] = BigInt(hi);
       }
-      // The records, their expands and the rendering run on a thread: a search page's match re-check
-      // reads FTS5 doclists, so it goes to the search lane; other pages to the reads lane.
+      // A page is a few records by id: rendered here (the trip to a read thread, and the wait there
+      // behind lists, cost more). A search page's match re-check reads FTS5 doclists: the search lane.
       const task = { collection: coll.c.id, sql: q.sql, bindings: q.bindings, ids: pageIds, info: { ...info, requester: forThread(requester, catalog) }, stamp };
       const current = opts.replicator.store;
-      const res = opts.pool.inline && !q.rowidParams && current ? pageHere(current, task) : await opts.pool.page(task, q.rowidParams ? 'search' : 'reads');
+      const res = !q.rowidParams && current ? pageHere(current, task) : await opts.pool.page(task, q.rowidParams ? 'search' : 'reads');
       if (!('items' in res)) throw pageError(res);
       ({ items, ids: shown, tables } = res);
     }
