@@ -54,8 +54,8 @@ export class ReplicaStore {
 
   constructor(readonly path: string, opts: { readonly?: boolean } = {}) {
     this.readonly = opts.readonly ?? false;
-    this.db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
-    if (opts.readonly) {
+    this.db = new Database(path, { readonly: this.readonly, fileMustExist: this.readonly });
+    if (this.readonly) {
       this.db.pragma('query_only = ON');
       // A connection's page cache is emptied whenever another connection commits (every applied batch):
       // read through a memory map instead, so a new read transaction finds the pages where the OS keeps them.
@@ -67,7 +67,7 @@ export class ReplicaStore {
       this.initMeta();
     }
     // The version before the definitions: a change between the two makes the next refresh() reload.
-    if (opts.readonly) this.loadedCatalog = this.catalogVersion;
+    if (this.readonly) this.loadedCatalog = this.catalogVersion;
     this.loadCatalog();
   }
 

@@ -183,7 +183,7 @@ describe('shared rankings and bounded searches', () => {
     const counted = {
       get ready() { return pool.ready; },
       all: (sql: string, params: unknown[], lane?: Lane) => pool.all(sql, params, lane),
-      page: (task: Parameters<QueryPool['page']>[0], lane?: Lane) => pool.page(task, lane),
+      page: (task: Parameters<QueryPool['page']>[0], lane: Lane) => pool.page(task, lane),
       rankFiltered: (profile: FeedProfile, plan: RankPlan, window: unknown, filter: unknown, lane: Lane = 'feeds') => {
         calls.rank++;
         calls.lanes[lane]++;

@@ -78,7 +78,7 @@ const GENERIC = 'Something went wrong while processing your request.';
 /** Rules that read the request beyond who is asking: their rankings are never shared between requests. */
 const REQUEST_DEPENDENT = /@request\.(headers|query|body|method|context)|@(now|second|minute|hour|weekday|day|month|year|yesterday|tomorrow|todayStart|todayEnd|monthStart|monthEnd|yearStart|yearEnd)\b/;
 
-/** A page on this thread's connection (no read threads): SQLite's errors as the pool reports them. */
+/** A page on this thread's connection: SQLite's errors as the pool reports them. */
 function pageHere(store: ReplicaStore, task: PageTask): PageResult {
   if (!store.db.open) throw new ApiError(503, 'The feed is not available right now.');
   try {
@@ -377,8 +377,8 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
       // A page is a few records by id: rendered here (the trip to a read thread, and the wait there
       // behind lists, cost more). A search page's match re-check reads FTS5 doclists: the search lane.
       const task = { collection: coll.c.id, sql: q.sql, bindings: q.bindings, ids: pageIds, info: { ...info, requester: forThread(requester, catalog) }, stamp };
-      const current = opts.replicator.store;
-      const res = !q.rowidParams && current ? pageHere(current, task) : await opts.pool.page(task, q.rowidParams ? 'search' : 'reads');
+      // The store may have been swapped while the ranking ran: the page reads the current one.
+      const res = q.rowidParams ? await opts.pool.page(task, 'search') : pageHere(opts.replicator.store ?? store, task);
       if (!('items' in res)) throw pageError(res);
       ({ items, ids: shown, tables } = res);
     }

@@ -1,9 +1,9 @@
 // The pools of worker threads that run replica queries (piscina), each thread with a read-only connection
 // to the replica file. The main thread only sends SQL with bound parameters (or a ranking plan, or a
-// records request) and receives rows (or the packed ranking, or the rendered answer). Three lanes, each a
+// records list) and receives rows (or the packed ranking, or the rendered answer). Three lanes, each a
 // pool with its own queue: `feeds` (the rankings of the profiles without text, their requester filters),
-// `search` (everything of a request with a search text) and `reads` (records lists and views), so a burst
-// of one kind never queues the others behind it.
+// `search` (everything of a request with a search text, its feed pages included) and `reads` (records
+// lists), so a burst of one kind never queues the others behind it.
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import type { FeedProfile } from '../../config.js';
@@ -35,13 +35,13 @@ export class QueryPool {
   private generation = 0;
   private path = '';
   private closed = false;
-  /** No read threads: records reads and feed pages run on the caller's thread, on its connection. */
+  /** No read threads: records lists run on the caller's thread, on its connection. */
   readonly inline: boolean;
 
   /**
    * `threads` for the feeds lane (default: the cores, 1 to 4); `searchThreads` for the search lane
    * (default 1); `readThreads` for the reads lane (default: the cores, 1 to 4; 0: none, the caller runs
-   * its reads and pages itself, see `inline`).
+   * its lists itself, see `inline`).
    */
   constructor(threads = defaultThreads(), searchThreads = 1, readThreads = defaultThreads()) {
     const pool = (n: number, perThread = 4) => new Piscina({
@@ -71,7 +71,7 @@ export class QueryPool {
 
   /** Tasks waiting for a thread, all lanes (for load shedding and metrics). */
   get queued(): number {
-    return this.pools.feeds.queueSize + this.pools.search.queueSize + this.pools.reads.queueSize;
+    return Object.values(this.pools).reduce((n, p) => n + p.queueSize, 0);
   }
 
   private async run(lane: Lane, task: unknown): Promise<TaskResult> {
@@ -115,7 +115,7 @@ export class QueryPool {
     return { keep: res.keep, total: res.total };
   }
 
-  /** A records list or view answered whole on a read thread (sidecar/reads/task.ts). Throws QueryError. */
+  /** A records list answered whole on a read thread (sidecar/reads/task.ts). Throws QueryError. */
   async read(task: ReadTask): Promise<ReadResult> {
     const res = await this.run('reads', { ...task, kind: 'read', path: this.path, generation: this.generation } satisfies ReadTaskMessage);
     if (!('read' in res)) throw new QueryError('UNKNOWN', 'unexpected answer from the query pool');
@@ -123,7 +123,7 @@ export class QueryPool {
   }
 
   /** A feed page's records rendered on a thread (sidecar/reads/task.ts). Throws QueryError. */
-  async page(task: PageTask, lane: Lane = 'reads'): Promise<PageResult> {
+  async page(task: PageTask, lane: Lane): Promise<PageResult> {
     const res = await this.run(lane, { ...task, kind: 'page', path: this.path, generation: this.generation } satisfies PageTaskMessage);
     if (!('page' in res)) throw new QueryError('UNKNOWN', 'unexpected answer from the query pool');
     return res.page;
@@ -138,4 +138,3 @@ export class QueryPool {
 function defaultThreads(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
 }
-

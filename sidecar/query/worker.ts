@@ -1,8 +1,8 @@
-// A worker thread of the feed query pool: runs read-only SQL on its own connection to the replica file,
-// so a heavy ranking query never blocks the event loop that serves everything else. A ranking task runs
+// A worker thread of the query pool: runs read-only SQL on its own connection to the replica file, so a
+// heavy ranking or list query never blocks the event loop that serves everything else. A ranking task runs
 // its whole plan here (window.ts: candidate windows, widened until exact) and returns it packed; a filter
 // task checks a shared ranking's items against one requester's rules and counts that requester's items;
-// a read task answers a records list or view whole (sidecar/reads/task.ts).
+// a read task answers a records list whole, a page task renders a search page (sidecar/reads/task.ts).
 import type Database from 'better-sqlite3';
 import type { FeedProfile } from '../../config.js';
 import { ReplicaStore } from '../../replica/store.js';

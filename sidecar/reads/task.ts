@@ -1,8 +1,9 @@
-// A records list or view, or the records of a feed page, as a task for a read thread (the query pool's
-// `reads` lane; feed pages with a search match in the `search` lane): the thread holds its own read-only
-// connection to the replica file and runs the whole answer there (rules, query, expand, rendering), so
-// the main thread only parses the request, identifies the caller and writes the answer. Everything a
-// task carries is plain data; so is what it returns.
+// A records list or view, or the records of a feed page, as a task: lists go to a read thread (the query
+// pool's `reads` lane), search pages to the `search` lane, views and other feed pages run on the main
+// thread through the same functions. A thread holds its own read-only connection to the replica file and
+// runs the whole answer there (rules, query, expand, rendering), so the main thread only parses the
+// request, identifies the caller and writes the answer. Everything a task carries is plain data; so is
+// what it returns.
 import { ApiError } from '../errors.js';
 import type { ReplicaStore } from '../../replica/store.js';
 import { catalogOf, type Catalog } from './catalog.js';
@@ -63,7 +64,7 @@ export function forThread(r: Requester, catalog: Catalog): Requester {
 }
 
 /** A thread's error as the caller's: the same class, status, message and data. */
-export function pageError(res: Exclude<PageResult, { items: string; ids: string[]; tables: string[] }>): Error {
+export function pageError(res: Exclude<PageResult, { items: string }>): Error {
   if ('unsupported' in res) return new Unsupported(res.unsupported);
   const e = res.apiError;
   return e.resolve ? new ResolveError(e.message) : new ApiError(e.status, e.message, e.data);
