@@ -182,8 +182,8 @@ function lagProbe(pbUrl: string, pbToken: string, sidecarUrl: string, sidecarTok
 }
 
 /**
- * The sidecar's own counters: upstream requests by purpose, read fallbacks by reason, and feed rankings
- * by profile (how many, how each was obtained, and their total time, pool queue included).
+ * The sidecar's own counters: upstream requests by purpose, read fallbacks by reason, records lists by
+ * where they ran, and feed rankings by profile (how many, how each was obtained, and their total time, pool queue included).
  */
 async function sidecarUpstream(url: string): Promise<Record<string, number>> {
   const text = await (await fetch(`${url}/api/hapta/metrics`)).text();
@@ -193,6 +193,7 @@ async function sidecarUpstream(url: string): Promise<Record<string, number>> {
     const label = /(?:purpose|reason)="([^"]*)"/.exec(m[2])?.[1] ?? '';
     add(`${m[1] === 'read_fallback_total' ? 'fallback' : 'upstream'}:${label}`, m[3]);
   }
+  for (const m of text.matchAll(/^hapta_list_reads_total\{placement="([^"]*)"\} (\S+)$/gm)) add(`lists:${m[1]}`, m[2]);
   for (const m of text.matchAll(/^hapta_feed_rankings_total\{profile="([^"]*)",result="([^"]*)"\} (\S+)$/gm)) add(`rankings:${m[1]}:${m[2]}`, m[3]);
   for (const m of text.matchAll(/^hapta_feed_ranking_ms_(sum|count)\{profile="([^"]*)"\} (\S+)$/gm)) add(`ranking_ms_${m[1]}:${m[2]}`, m[3]);
   return out;

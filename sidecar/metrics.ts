@@ -59,6 +59,12 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly listReads = new Counter({
+    name: 'hapta_list_reads_total',
+    help: 'Records lists answered from the replica, by where they ran: `main` (a shape measured cheaper than the trip to a read thread) or `thread`.',
+    labelNames: ['placement'] as const,
+    registers: [this.registry],
+  });
   readonly feedPages = new Counter({
     name: 'hapta_feed_pages_total',
     help: 'Feed pages answered, by profile and whether the page was kept (answered again without rendering) or rendered.',

@@ -22,6 +22,7 @@ import { Forwarder } from './http/forward.js';
 import { Metrics } from './metrics.js';
 import { createRealtime, type Realtime } from './realtime/index.js';
 import { createReadRoutes } from './reads/index.js';
+import { ReadPlacement } from './reads/placement.js';
 import { requesterFrom } from './requester.js';
 import { SessionManager } from './sessions/manager.js';
 import { RedisSessionStore } from './sessions/redis-store.js';
@@ -136,6 +137,7 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
   });
   const readRoutes = createReadRoutes({
     replicator, pool: feedPool,
+    placement: new ReadPlacement(config.replica.inlineReadMs, (here) => metrics.listReads.inc({ placement: here ? 'main' : 'thread' })),
     identify: identifyRequester,
     onFallback: (reason) => metrics.readFallbacks.inc({ reason }),
     onThreadError: (err) => log.warn('a read thread failed; PocketBase answers', { code: err.code, error: err.message }),

@@ -1,5 +1,6 @@
 // Reads answered on the read threads (sidecar/reads/task.ts): the answer the main thread used to give,
-// and when a thread cannot answer, PocketBase's answer, counted, never a 500.
+// and when a thread cannot answer, PocketBase's answer, counted, never a 500. Lists of a shape measured
+// cheap move to the main thread (placement.ts) and keep PocketBase's answers there.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { metricSum } from './harness/metrics.js';
@@ -8,7 +9,8 @@ import { startReadsEnv, type ReadsEnv } from './reads-env.js';
 let env: ReadsEnv;
 
 before(async () => {
-  env = await startReadsEnv({ counts: { users: 4, posts: 40, comments: 10, likes: 5, follows: 2 }, readThreads: 2 });
+  // Every shape counts as cheap here: after its first runs on a thread, a shape's lists run on the main thread.
+  env = await startReadsEnv({ counts: { users: 4, posts: 40, comments: 10, likes: 5, follows: 2 }, readThreads: 2, inlineReadMs: 60_000 });
 }, { timeout: 120_000 });
 
 after(async () => { await env?.stop(); });
@@ -34,6 +36,22 @@ describe('read threads', () => {
       assert.deepEqual(JSON.parse(sc.body), JSON.parse(pb.body), path);
     }
     assert.equal(await metricSum(env.sidecar.metrics.readFallbacks), before, 'every read answered from the replica');
+  });
+
+  it('lists of a shape measured cheap run on the main thread, with the same answers', async () => {
+    const placed = (placement: string) => metricSum(env.sidecar.metrics.listReads, { placement });
+    const [main0, thread0] = [await placed('main'), await placed('thread')];
+    const posts = (JSON.parse((await answers(env.pb.url, '/api/collections/posts/records?perPage=12&sort=id&fields=id')).body) as { items: { id: string }[] }).items;
+    for (const p of posts) {
+      // One shape: only the post differs.
+      const path = `/api/collections/likes/records?perPage=1&filter=${encodeURIComponent(`post != '${p.id}'`)}&sort=id`;
+      const [sc, pb] = [await answers(env.url, path), await answers(env.pb.url, path)];
+      assert.equal(sc.status, pb.status, path);
+      assert.deepEqual(JSON.parse(sc.body), JSON.parse(pb.body), path);
+    }
+    // The first four ran on a thread, to be measured; the rest, here.
+    assert.equal(await placed('thread') - thread0, 4);
+    assert.equal(await placed('main') - main0, posts.length - 4);
   });
 
   it('a read no thread can answer goes to PocketBase and is counted', async () => {

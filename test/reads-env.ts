@@ -37,8 +37,11 @@ export async function authToken(pbUrl: string, collection: string, identity: str
   return { token: body.token, id: body.record.id };
 }
 
-/** `readThreads`: the sidecar's HAPTA_READ_THREADS (default: its own default for this machine). */
-export async function startReadsEnv(opts: { counts: SeedCounts; seed?: number; readThreads?: number; setup?: (pbUrl: string, token: string, seeded: Seeded) => Promise<void> }): Promise<ReadsEnv> {
+/**
+ * `readThreads`: the sidecar's HAPTA_READ_THREADS (default: its own default for this machine);
+ * `inlineReadMs`: its HAPTA_INLINE_READ_MS (default: its default).
+ */
+export async function startReadsEnv(opts: { counts: SeedCounts; seed?: number; readThreads?: number; inlineReadMs?: number; setup?: (pbUrl: string, token: string, seeded: Seeded) => Promise<void> }): Promise<ReadsEnv> {
   const pb = await startPocketBase();
   let sidecar: TestSidecar | null = null;
   try {
@@ -55,7 +58,11 @@ async function startAround(pb: PocketBase, opts: Parameters<typeof startReadsEnv
   const seeded = await seedReference(pb.url, superToken, opts.counts, opts.seed ?? 7);
   await opts.setup?.(pb.url, superToken, seeded);
   // The shipped chain, with rate limits off: the suites send thousands of reads from one address.
-  const sidecar = await startSidecar(pb, { rateLimits: { enabled: false }, ...(opts.readThreads === undefined ? {} : { replica: { readThreads: opts.readThreads } }) });
+  const replica = {
+    ...(opts.readThreads === undefined ? {} : { readThreads: opts.readThreads }),
+    ...(opts.inlineReadMs === undefined ? {} : { inlineReadMs: opts.inlineReadMs }),
+  };
+  const sidecar = await startSidecar(pb, { rateLimits: { enabled: false }, replica });
   keep(sidecar);
   await waitForSync(sidecar, 60_000);
 

@@ -7,6 +7,7 @@ import { ApiError, sendError } from '../errors.js';
 import { authTablesOf, catalogOf } from './catalog.js';
 import { Unsupported } from './errors.js';
 import type { Answer } from './handlers.js';
+import { shapeOf, type ReadPlacement } from './placement.js';
 import { followReplica, invalidateResults, planStats, ReadSet, versionStamp } from './query.js';
 import { forThread, runRead, type ReadResult } from './task.js';
 import { QueryError, type QueryPool } from '../query/pool.js';
@@ -21,6 +22,8 @@ export interface ReadRoutesOptions {
   onFallback?(reason: string): void;
   /** A read thread failed on a request (it goes to PocketBase, counted as read_thread_error). */
   onThreadError?(err: QueryError): void;
+  /** Where lists run (placement.ts); without it every list goes to a read thread. */
+  placement?: ReadPlacement;
   /** Watermarks (consistency.ts): whether the replica may answer this caller now; what it has seen. */
   readable?(ctx: Koa.Context): Promise<boolean>;
   afterRead?(ctx: Koa.Context): Promise<void>;
@@ -144,8 +147,10 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
       const stamp = versionStamp();
       let res: ReadResult;
       // A view is one lookup by id (and its expands): cheaper here than the trip to a thread, and never
-      // queued behind a list there. Lists go to the threads.
-      const here = opts.pool.inline || id !== null;
+      // queued behind a list there. So is a list of a shape measured cheaper than that trip; other lists
+      // go to the threads.
+      const shape = id === null && opts.placement ? shapeOf(collName, query) : null;
+      const here = opts.pool.inline || id !== null || (opts.placement?.here(shape) ?? false);
       try {
         res = here ? runRead(store, { collection: collName, id, info, stamp }) : await opts.pool.read({ collection: collName, id, info, stamp });
       } catch (e) {
@@ -164,6 +169,7 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
         return sendError(ctx, res.apiError.status, res.apiError.message);
       }
       answer = res.answer;
+      if (shape !== null) opts.placement!.record(shape, res.ms);
       if (!here) {
         planStats.sortWalks += res.plan.sortWalks;
         planStats.countSplits += res.plan.countSplits;

@@ -33,6 +33,8 @@ export type ReadResult =
     collectionId: string;
     /** How the thread planned the answer (planStats counts, for the sender's). */
     plan: typeof planStats;
+    /** How long the read took where it ran, in ms (its cost, for placement.ts). */
+    ms: number;
   }
   | { unsupported: string }
   | { apiError: { status: number; message: string } };
@@ -95,6 +97,7 @@ export function runPage(store: ReplicaStore, task: PageTask): PageResult {
 
 /** Runs a read task in one read transaction: every statement sees the same state of the replica. */
 export function runRead(store: ReplicaStore, task: ReadTask): ReadResult {
+  const t0 = performance.now();
   const before = { ...planStats };
   const plan = () => ({ sortWalks: planStats.sortWalks - before.sortWalks, countSplits: planStats.countSplits - before.countSplits });
   return store.db.transaction((): ReadResult => {
@@ -108,10 +111,10 @@ export function runRead(store: ReplicaStore, task: ReadTask): ReadResult {
       if (task.id === null) {
         const { value, reads } = tracked(() => list(store, catalog, coll, info));
         const guarded = value.empty === true && info.requester.kind !== 'superuser' && !!coll.c.listRule && !!info.query.filter;
-        return { answer: value, tables: reads.tableNames(), guarded, collectionId: coll.c.id, plan: plan() };
+        return { answer: value, tables: reads.tableNames(), guarded, collectionId: coll.c.id, plan: plan(), ms: performance.now() - t0 };
       }
       const { value, reads } = tracked(() => view(store, catalog, coll, info, task.id!));
-      return { answer: value, tables: reads.tableNames(), guarded: false, collectionId: coll.c.id, plan: plan() };
+      return { answer: value, tables: reads.tableNames(), guarded: false, collectionId: coll.c.id, plan: plan(), ms: performance.now() - t0 };
     } catch (e) {
       if (e instanceof Unsupported) return { unsupported: e.reason };
       if (e instanceof ApiError) return { apiError: { status: e.status, message: e.message } };
