@@ -183,7 +183,7 @@ function lagProbe(pbUrl: string, pbToken: string, sidecarUrl: string, sidecarTok
 
 /**
  * The sidecar's own counters: upstream requests by purpose, read fallbacks by reason, records lists by
- * where they ran, and feed rankings by profile (how many, how each was obtained, and their total time, pool queue included).
+ * where they ran, feed pages by profile and whether they were kept, and feed rankings by profile (how many, how each was obtained, and their total time, pool queue included).
  */
 async function sidecarUpstream(url: string): Promise<Record<string, number>> {
   const text = await (await fetch(`${url}/api/hapta/metrics`)).text();
@@ -193,6 +193,8 @@ async function sidecarUpstream(url: string): Promise<Record<string, number>> {
     const label = /(?:purpose|reason)="([^"]*)"/.exec(m[2])?.[1] ?? '';
     add(`${m[1] === 'read_fallback_total' ? 'fallback' : 'upstream'}:${label}`, m[3]);
   }
+  for (const m of text.matchAll(/^hapta_replica_lag_ms_bucket\{le="([^"]*)"\} (\S+)$/gm)) add(`lag_le:${m[1]}`, m[2]);
+  for (const m of text.matchAll(/^hapta_feed_pages_total\{profile="([^"]*)",result="([^"]*)"\} (\S+)$/gm)) add(`pages:${m[1]}:${m[2]}`, m[3]);
   for (const m of text.matchAll(/^hapta_list_reads_total\{placement="([^"]*)"\} (\S+)$/gm)) add(`lists:${m[1]}`, m[2]);
   for (const m of text.matchAll(/^hapta_feed_rankings_total\{profile="([^"]*)",result="([^"]*)"\} (\S+)$/gm)) add(`rankings:${m[1]}:${m[2]}`, m[3]);
   for (const m of text.matchAll(/^hapta_feed_ranking_ms_(sum|count)\{profile="([^"]*)"\} (\S+)$/gm)) add(`ranking_ms_${m[1]}:${m[2]}`, m[3]);
@@ -431,7 +433,16 @@ function print(reports: TargetReport[], counts: Record<string, number>, planned:
       console.log(table(['profile', 'rankings', 'window', 'widened', 'gave_up', 'full', 'mean ms (queue included)'], profiles.map((p) => [p, c[`ranking_ms_count:${p}`],
         ...['window', 'widened', 'gave_up', 'full'].map((res) => c[`rankings:${p}:${res}`] ?? 0), c[`ranking_ms_sum:${p}`] / c[`ranking_ms_count:${p}`]])));
     }
-    const rest = Object.fromEntries(Object.entries(c).filter(([k]) => !k.startsWith('ranking')));
+    // The sidecar's own lag histogram (a change's commit in PocketBase to its batch applied): the bucket
+    // each quantile falls in, over the changes applied during the run.
+    const buckets = Object.keys(c).filter((k) => k.startsWith('lag_le:')).map((k) => ({ le: k.slice(7), n: c[k] }))
+      .sort((a, b) => (a.le === '+Inf' ? Infinity : Number(a.le)) - (b.le === '+Inf' ? Infinity : Number(b.le)));
+    const all = buckets.at(-1)?.n ?? 0;
+    if (all > 0) {
+      const at = (q: number) => buckets.find((b) => b.n >= q * all)?.le ?? '+Inf';
+      console.log(`replica lag as the sidecar measures it (commit in PocketBase to applied, ${all} batches): p50 <= ${at(0.5)} ms, p99 <= ${at(0.99)} ms`);
+    }
+    const rest = Object.fromEntries(Object.entries(c).filter(([k]) => !k.startsWith('ranking') && !k.startsWith('lag_le:')));
     console.log(`sidecar's own counters during its run: ${JSON.stringify(rest)}`);
   }
   for (const r of reports) if (r.result.errorSamples.length) console.log(`errors (${r.name}), first ones:\n  ${r.result.errorSamples.slice(0, 5).join('\n  ')}`);

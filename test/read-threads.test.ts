@@ -2,6 +2,7 @@
 // and when a thread cannot answer, PocketBase's answer, counted, never a 500. Lists of a shape measured
 // cheap move to the main thread (placement.ts) and keep PocketBase's answers there.
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { metricSum } from './harness/metrics.js';
 import { startReadsEnv, type ReadsEnv } from './reads-env.js';
@@ -10,7 +11,8 @@ let env: ReadsEnv;
 
 before(async () => {
   // Every shape counts as cheap here: after its first runs on a thread, a shape's lists run on the main thread.
-  env = await startReadsEnv({ counts: { users: 4, posts: 40, comments: 10, likes: 5, follows: 2 }, readThreads: 2, inlineReadMs: 60_000 });
+  // And the pool's threads at nice 7 (the default is another value, so the test sees the setting applied).
+  env = await startReadsEnv({ counts: { users: 4, posts: 40, comments: 10, likes: 5, follows: 2 }, readThreads: 2, inlineReadMs: 60_000, threadNice: 7 });
 }, { timeout: 120_000 });
 
 after(async () => { await env?.stop(); });
@@ -52,6 +54,18 @@ describe('read threads', () => {
     // The first four ran on a thread, to be measured; the rest, here.
     assert.equal(await placed('thread') - thread0, 4);
     assert.equal(await placed('main') - main0, posts.length - 4);
+  });
+
+  it('the read threads run at the configured priority, the main thread at its own', () => {
+    // This process holds the sidecar: its threads' nice values (field 19 of /proc/self/task/<tid>/stat).
+    const niceOf = (tid: string) => {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    };
+    const tids = readdirSync('/proc/self/task');
+    assert.equal(niceOf(String(process.pid)), 0, 'the main thread');
+    // A read thread has answered lists by now (threads start with their first tasks).
+    assert.ok(tids.some((t) => niceOf(t) === 7), 'a read thread');
   });
 
   it('a read no thread can answer goes to PocketBase and is counted', async () => {

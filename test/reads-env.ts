@@ -39,9 +39,9 @@ export async function authToken(pbUrl: string, collection: string, identity: str
 
 /**
  * `readThreads`: the sidecar's HAPTA_READ_THREADS (default: its own default for this machine);
- * `inlineReadMs`: its HAPTA_INLINE_READ_MS (default: its default).
+ * `inlineReadMs`, `threadNice`: its HAPTA_INLINE_READ_MS, HAPTA_THREAD_NICE (default: its defaults).
  */
-export async function startReadsEnv(opts: { counts: SeedCounts; seed?: number; readThreads?: number; inlineReadMs?: number; setup?: (pbUrl: string, token: string, seeded: Seeded) => Promise<void> }): Promise<ReadsEnv> {
+export async function startReadsEnv(opts: { counts: SeedCounts; seed?: number; readThreads?: number; inlineReadMs?: number; threadNice?: number; setup?: (pbUrl: string, token: string, seeded: Seeded) => Promise<void> }): Promise<ReadsEnv> {
   const pb = await startPocketBase();
   let sidecar: TestSidecar | null = null;
   try {
@@ -61,6 +61,7 @@ async function startAround(pb: PocketBase, opts: Parameters<typeof startReadsEnv
   const replica = {
     ...(opts.readThreads === undefined ? {} : { readThreads: opts.readThreads }),
     ...(opts.inlineReadMs === undefined ? {} : { inlineReadMs: opts.inlineReadMs }),
+    ...(opts.threadNice === undefined ? {} : { threadNice: opts.threadNice }),
   };
   const sidecar = await startSidecar(pb, { rateLimits: { enabled: false }, replica });
   keep(sidecar);
