@@ -61,7 +61,7 @@ export class Metrics {
   });
   readonly listReads = new Counter({
     name: 'hapta_list_reads_total',
-    help: 'Records lists answered from the replica, by where they ran: `main` (a shape measured cheaper than the trip to a read thread) or `thread`.',
+    help: 'Records lists answered from the replica with read threads on, by where they ran: `main` (a shape measured cheaper than the trip to a read thread) or `thread`.',
     labelNames: ['placement'] as const,
     registers: [this.registry],
   });
