@@ -183,7 +183,8 @@ function lagProbe(pbUrl: string, pbToken: string, sidecarUrl: string, sidecarTok
 
 /**
  * The sidecar's own counters: upstream requests by purpose, read fallbacks by reason, records lists by
- * where they ran, feed pages by profile and whether they were kept, and feed rankings by profile (how many, how each was obtained, and their total time, pool queue included).
+ * where they ran, feed pages by profile and whether they were kept, the replica lag histogram, and feed
+ * rankings by profile (how many, how each was obtained, and their total time, pool queue included).
  */
 async function sidecarUpstream(url: string): Promise<Record<string, number>> {
   const text = await (await fetch(`${url}/api/hapta/metrics`)).text();

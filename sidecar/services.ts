@@ -89,8 +89,7 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
 
   const indexSpec = feedIndexSpec(config.feeds);
   // Feed queries run on worker threads with their own read-only connections to the replica file.
-  const nice = config.replica.threadNice;
-  const feedPool = new QueryPool(undefined, undefined, config.replica.readThreads < 0 ? undefined : config.replica.readThreads, { feeds: nice, search: nice, reads: nice });
+  const feedPool = new QueryPool(undefined, undefined, config.replica.readThreads < 0 ? undefined : config.replica.readThreads, config.replica.threadNice);
   const source = new ChangeSource(superuser, config.replica.consumerId);
   const replicator = new Replicator(source, {
     dataDir,

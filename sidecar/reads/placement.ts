@@ -2,8 +2,8 @@
 // the trip to a read thread (handing the task over and taking the answer back costs the main thread
 // about as much as a small list), else on a read thread. A shape is the collection and the query with
 // its values blanked, so one post's comments and another's share a cost. Every run, wherever it ran,
-// counts towards its shape's cost; a shape goes to a thread until a few of its runs are measured. Placement only: the
-// answer is the same wherever it is computed.
+// counts towards its shape's cost; a shape goes to a thread until a few of its runs are measured.
+// Placement only: the answer is the same wherever it is computed.
 import { Lru } from '../lru.js';
 
 /** The query parameters that decide a list's cost, with filter and sort values blanked. */
@@ -74,6 +74,11 @@ export class ReadPlacement {
    * `onPlaced` is told each decision (metrics).
    */
   constructor(private readonly hereBelowMs: number, private readonly onPlaced?: (here: boolean) => void) {}
+
+  /** Whether shapes are measured at all (a bound of 0: every list on the threads). */
+  get enabled(): boolean {
+    return this.hereBelowMs > 0;
+  }
 
   /** Whether a list of this shape runs on the main thread (null: a shape too long to keep, no). */
   here(shape: string | null): boolean {

@@ -149,7 +149,8 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
       // A view is one lookup by id (and its expands): cheaper here than the trip to a thread, and never
       // queued behind a list there. So is a list of a shape measured cheaper than that trip; other lists
       // go to the threads.
-      const shape = id === null && opts.placement ? shapeOf(collName, query) : null;
+      // No shape to measure for a view, without read threads, or with placement off.
+      const shape = id === null && !opts.pool.inline && opts.placement?.enabled ? shapeOf(collName, query) : null;
       const here = opts.pool.inline || id !== null || (opts.placement?.here(shape) ?? false);
       try {
         res = here ? runRead(store, { collection: collName, id, info, stamp }) : await opts.pool.read({ collection: collName, id, info, stamp });
