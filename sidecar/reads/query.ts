@@ -321,8 +321,11 @@ function sortWalk(store: ReplicaStore, coll: CollectionInfo, parts: SelectParts,
   return `_hapta_ix_${table}__${index.name}`;
 }
 
-/** How often a page was read by walking its sort's index (sortWalk), and a total counted in parts (countMatches), for tests and diagnostics. */
-export const planStats = { sortWalks: 0, countSplits: 0 };
+/**
+ * How often a page was read by walking its sort's index (sortWalk), a total counted in parts
+ * (countMatches), and a plan explained rather than found kept (explain), for tests and diagnostics.
+ */
+export const planStats = { sortWalks: 0, countSplits: 0, explains: 0 };
 
 /** A sort that already orders every row (it names the id or the rowid): no plan to mirror. */
 function totalOrder(coll: CollectionInfo, sort: SortItem[]): boolean {
@@ -335,14 +338,18 @@ interface PlanRow { id: number; parent: number; detail: string }
 const plans = new WeakMap<object, Lru<string, PlanRow[] | null>>();
 
 /**
- * EXPLAIN QUERY PLAN of a statement with its values on one database (both SQLites are built with STAT4:
- * a plan may depend on the values bound), cached; null when the statement does not prepare there.
+ * EXPLAIN QUERY PLAN of a statement with its values on one database, cached; null when the statement
+ * does not prepare there. Both SQLites are built with STAT4, so a plan may depend on the values bound:
+ * through an index's STAT4 samples (the replica's full ANALYZE has them), or through the LIKE and GLOB
+ * optimisations. `sampled: false` says the database has no STAT4 samples (PocketBase's statistics, which
+ * are sqlite_stat1 alone): its plan of a statement without LIKE or GLOB is then one for every value,
+ * kept once per text.
  */
-function explain(owner: object, db: Database.Database, sql: string, bag: ParamBag, text = sql): PlanRow[] | null {
+function explain(owner: object, db: Database.Database, sql: string, bag: ParamBag, text = sql, sampled = true): PlanRow[] | null {
   let cache = plans.get(owner);
   if (!cache) plans.set(owner, (cache = new Lru(4000)));
   const bindings = bag.bindingsFor(sql);
-  const key = text + '\u0000' + JSON.stringify(bindings, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v));
+  const key = !sampled && !PATTERN_OPERATOR.test(text) ? text : text + '\u0000' + JSON.stringify(bindings, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v));
   const hit = cache.get(key);
   if (hit !== undefined) return hit;
   let plan: PlanRow[] | null = null;
@@ -352,12 +359,16 @@ function explain(owner: object, db: Database.Database, sql: string, bag: ParamBa
     let stmt = statements.get(text);
     if (!stmt) statements.set(text, (stmt = db.prepare(`EXPLAIN QUERY PLAN ${text}`)));
     plan = stmt.all(bindings) as PlanRow[];
+    planStats.explains++;
   } catch {
     plan = null;
   }
   cache.set(key, plan);
   return plan;
 }
+
+/** An operator whose bound pattern SQLite may plan by (the LIKE and GLOB optimisations), in any case. */
+const PATTERN_OPERATOR = /\b(?:LIKE|GLOB)\b/i;
 
 /** The EXPLAIN statements of each database, prepared once per text (each set of values is run on it). */
 const explainStatements = new WeakMap<Database.Database, Lru<string, Database.Statement>>();
@@ -532,7 +543,8 @@ function shadowOf(store: ReplicaStore): Database.Database | null {
 /** PocketBase's plan of one of its statements (the replica's rowid column is its rowid), or null. */
 function pocketBasePlan(store: ReplicaStore, sql: string, bag: ParamBag): PlanRow[] | null {
   const db = shadowOf(store);
-  return db ? explain(db, db, sql, bag, sql.replaceAll(q(ROWID), '"_rowid_"')) : null;
+  // The shadow's statistics are PocketBase's sqlite_stat1 rows alone (shadowOf): no STAT4 samples.
+  return db ? explain(db, db, sql, bag, sql.replaceAll(q(ROWID), '"_rowid_"'), false) : null;
 }
 
 /** The two plans loop the same way, the replica's index names read as PocketBase's. */

@@ -174,6 +174,7 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
       if (!here) {
         planStats.sortWalks += res.plan.sortWalks;
         planStats.countSplits += res.plan.countSplits;
+        planStats.explains += res.plan.explains;
       }
       if (res.guarded) {
         const delay = emptyListThrottle(`${res.collectionId}|${(ctx.state.clientIp as string | undefined) ?? ctx.ip}`);
