@@ -58,4 +58,19 @@ describe('totals counted in parts', () => {
     // one replica plan per list, one PocketBase plan per text (at most one per identity)
     assert.ok(explained <= authors.length + env.identities.length, `at most ${authors.length + env.identities.length} plans explained, not two per list`);
   });
+
+  it('keep the replica\'s planner statistics without STAT4 samples, after the bootstrap and after each ANALYZE', async () => {
+    // With samples SQLite would plan a statement again at every run whose value meets a sampled index.
+    const store = env.sidecar.replicator.store!;
+    const count = (sql: string) => (store.db.prepare(sql).get() as { n: number }).n;
+    const check = () => {
+      assert.ok(count("SELECT COUNT(*) AS n FROM sqlite_stat1 WHERE tbl = 'posts'") > 0, 'the averages are kept');
+      assert.equal(count('SELECT COUNT(*) AS n FROM sqlite_stat4'), 0, 'no samples');
+    };
+    check();
+    store.analyze(['posts', 'comments']);
+    check();
+    store.optimize();
+    check();
+  });
 });
