@@ -290,7 +290,9 @@ test('sidecars behind HAProxy: kill, rolling restart and a lagging replica under
     const allOut = outcomes.filter((o) => o.start >= allOutFrom);
     for (const p of proxies) p.release();
     for (const s of sidecars) await hp.waitFor(s.name, 'UP', 20_000);
-    assert.ok(allOut.length > 20, `load kept going with every sidecar out (${allOut.length} requests)`);
+    // Reads after a write wait out the replica's bound there before going to PocketBase, so on a busy
+    // machine few requests fit in 3 s (about 30 here, 17 at the slowest); none would if the load stalled.
+    assert.ok(allOut.length > 10, `load kept going with every sidecar out (${allOut.length} requests)`);
     assert.deepEqual(allOut.filter((o) => o.status !== 200).map((o) => [o.op, o.status || o.error]), [], 'requests failed while every sidecar was out');
     log(`all held: every sidecar out after ${allOutFrom - allHeldAt} ms, ${allOut.length} requests answered in 3 s (${[...new Set(allOut.map((o) => o.server))].join(', ')}), all back after release`);
 
