@@ -1,5 +1,5 @@
 // CPU time and resident memory of processes, read from /proc (Linux), for benchmark reports.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 const TICKS = 100; // USER_HZ on Linux
 
@@ -44,4 +44,44 @@ export function watch(pids: Record<string, number>): { stop(): Record<string, Us
       }));
     },
   };
+}
+
+/** CPU time of a process's threads (Linux schedstat, nanoseconds): its main thread and the rest. */
+export interface ThreadTimes {
+  /** Seconds the main thread (the event loop) ran. */
+  mainRun: number;
+  /** Seconds the main thread was ready to run but waited for a core. */
+  mainWait: number;
+  /** Seconds every other thread ran (query threads, V8's and libuv's helpers). */
+  otherRun: number;
+}
+
+export function threadTimes(pid: number): ThreadTimes {
+  const out: ThreadTimes = { mainRun: 0, mainWait: 0, otherRun: 0 };
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return { mainRun: NaN, mainWait: NaN, otherRun: NaN };
+  }
+  for (const tid of tids) {
+    let run: number, wait: number;
+    try {
+      [run, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(' ').map((x) => Number(x) / 1e9);
+    } catch {
+      continue; // the thread ended
+    }
+    if (Number(tid) === pid) {
+      out.mainRun = run;
+      out.mainWait = wait;
+    } else {
+      out.otherRun += run;
+    }
+  }
+  return out;
+}
+
+/** What `threadTimes` grew by between two readings (threads that ended in between are not counted). */
+export function threadDelta(a: ThreadTimes, b: ThreadTimes): ThreadTimes {
+  return { mainRun: b.mainRun - a.mainRun, mainWait: b.mainWait - a.mainWait, otherRun: Math.max(0, b.otherRun - a.otherRun) };
 }

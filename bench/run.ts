@@ -33,7 +33,7 @@ import { batch, seedReference, USER_PASSWORD } from '../test/harness/seed.js';
 import { startSidecarProcess, type SidecarProcess } from '../test/harness/sidecar-process.js';
 import { chartSvg } from './chart.js';
 import { buildPlan, WRITE_KINDS, type Kind, type MixData } from './mix.js';
-import { watch, type Usage } from './procstat.js';
+import { threadDelta, threadTimes, watch, type ThreadTimes, type Usage } from './procstat.js';
 import type { ReplayResult, ReplaySpec } from './replay.js';
 import { arg, saveResult, summary, table } from './stats.js';
 
@@ -47,8 +47,10 @@ const MIX = { requests: arg('requests', SIZE.requests), signedIn: arg('signed-in
 const CONCURRENCY = arg('concurrency', 50);
 const dataArg = process.argv.indexOf('--data');
 const DATA_DIR = dataArg === -1 ? null : process.argv[dataArg + 1];
-const PAIR = QUICK ? process.argv.includes('--pair') : !process.argv.includes('--no-pair');
-const SKIP_DIRECT = process.argv.includes('--skip-direct');
+/** --costs: instead of the comparison, each request type replayed alone on one sidecar, its CPU per request by thread. */
+const COSTS = process.argv.includes('--costs');
+const PAIR = !COSTS && (QUICK ? process.argv.includes('--pair') : !process.argv.includes('--no-pair'));
+const SKIP_DIRECT = COSTS || process.argv.includes('--skip-direct');
 const REDIS_URL = 'redis://127.0.0.1:6379/8';
 
 const work = mkdtempSync(join(tmpdir(), 'hapta-bench-'));
@@ -115,18 +117,20 @@ function child(script: string, args: string[]): { proc: ChildProcess; output: Pr
 }
 
 /** Replays the plan in a child process while watching CPU and memory of `pids` and of the generator. */
-async function replay(spec: Omit<ReplaySpec, 'users' | 'concurrency'>, users: { email: string }[], pids: Record<string, number>): Promise<{ result: ReplayResult; usage: Record<string, Usage>; from: string; to: string }> {
+async function replay(spec: Omit<ReplaySpec, 'users' | 'concurrency'>, users: { email: string }[], pids: Record<string, number>, concurrency = CONCURRENCY): Promise<{ result: ReplayResult; usage: Record<string, Usage>; from: string; to: string; threads: Record<string, ThreadTimes> }> {
   const file = join(work, `spec-${spec.tag}.json`);
-  writeFileSync(file, JSON.stringify({ ...spec, concurrency: CONCURRENCY, announce: true, users: users.map((u) => ({ email: u.email, password: USER_PASSWORD })) }));
+  writeFileSync(file, JSON.stringify({ ...spec, concurrency, announce: true, users: users.map((u) => ({ email: u.email, password: USER_PASSWORD })) }));
   const from = new Date().toISOString();
   const c = child('replay', [file]);
   await c.firstLine; // signed in: the timed part starts
   const w = watch(pids);
+  const t0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, threadTimes(pid)]));
   const out = await c.output;
   const usage = w.stop();
+  const threads = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, threadDelta(t0[k], threadTimes(pid))]));
   const result = JSON.parse(out.split('\n')[1]) as ReplayResult;
   usage['load generator'] = { cpuSeconds: result.generatorCpuSeconds, cores: result.generatorCpuSeconds / result.seconds, rssPeakMiB: NaN, rssEndMiB: NaN };
-  return { result, usage, from, to: new Date().toISOString() };
+  return { result, usage, from, to: new Date().toISOString(), threads };
 }
 
 /** Requests PocketBase logged between two instants, by what they were. */
@@ -255,6 +259,8 @@ interface TargetReport {
   name: string; result: ReplayResult; usage: Record<string, Usage>; pocketbase?: Record<string, number>; lagMs?: ReturnType<typeof summary>; sidecarCounters?: Record<string, number>;
   /** Event-loop delay (ms) of each sidecar process over the measured run. */
   loopDelayMs?: Record<string, LoopDelay>;
+  /** The one sidecar's threads over the measured run. */
+  threads?: ThreadTimes;
 }
 
 async function main(): Promise<void> {
@@ -301,6 +307,10 @@ async function main(): Promise<void> {
     // Signed in before the warm-up, so the sign-in itself is not in the measured run.
     const suSidecar = await superuserToken(sidecar.url);
     await replay({ url: sidecar.url, mode: 'sidecar', planFile: warmFile, tag: 'x' }, data.users, {});
+    if (COSTS) {
+      await costs(sidecar, pb, plan, data.users);
+      return;
+    }
     const before = await sidecarUpstream(sidecar.url);
     const probe = lagProbe(pb.url, suPb, sidecar.url, suSidecar);
     log('sidecar: measured run');
@@ -313,7 +323,7 @@ async function main(): Promise<void> {
     await settle();
     reports.push({
       name: 'sidecar', result: one.result, usage: one.usage, pocketbase: pocketbaseRequests(pb, one.from, one.to), lagMs: summary(lags),
-      loopDelayMs: eldOne ? { sidecar: eldOne } : undefined,
+      loopDelayMs: eldOne ? { sidecar: eldOne } : undefined, threads: one.threads.sidecar,
       sidecarCounters: Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => (v as number) > 0)),
     });
     log(`  ${Math.round(one.result.rps)} req/s, p99 ${one.result.overall.p99.toFixed(1)} ms`);
@@ -375,6 +385,35 @@ async function main(): Promise<void> {
   }
 }
 
+/**
+ * --costs: each request type of the plan replayed alone (the plan's own requests of that type, in their
+ * sessions' order; the writes together, since an unlike undoes a like) at a concurrency of 4 on the warm
+ * sidecar, with what each request cost the sidecar's main thread, its other threads and PocketBase.
+ * At the mix's load requests share loop turns and caches differently, so these are costs of one request
+ * on a lightly loaded sidecar, not shares of the mix.
+ */
+async function costs(sidecar: SidecarProcess, pb: PocketBase, plan: ReturnType<typeof buildPlan>, users: { email: string }[]): Promise<void> {
+  const groups: [string, (k: Kind) => boolean][] = [];
+  const kinds = [...new Set(plan.flatMap((s) => s.requests.map((r) => r.kind)))];
+  for (const k of kinds) if (!WRITE_KINDS.has(k)) groups.push([k, (x) => x === k]);
+  groups.push(['writes', (x) => WRITE_KINDS.has(x)]);
+  const rows: (string | number)[][] = [];
+  let tag = 0;
+  for (const [name, pick] of groups) {
+    const sessions = plan.map((s) => ({ ...s, requests: s.requests.filter((r) => pick(r.kind)) })).filter((s) => s.requests.length > 0);
+    const file = join(work, `costs-${name}.json`);
+    writeFileSync(file, JSON.stringify(sessions));
+    const r = await replay({ url: sidecar.url, mode: 'sidecar', planFile: file, tag: 'klmnopqrstuvwxyz'[tag++ % 16] }, users, { sidecar: sidecar.pid, PocketBase: pb.pid! }, 4);
+    const n = r.result.requests;
+    const us = (s: number) => Math.round((s * 1e6) / n);
+    const t = r.threads.sidecar;
+    rows.push([name, n, Math.round(r.result.rps), r.result.overall.p50, r.result.overall.p99, us(t.mainRun), us(t.otherRun), us(r.usage.PocketBase.cpuSeconds), r.result.overall.errors]);
+    log(`  ${name}: ${n} requests, main thread ${us(t.mainRun)} µs each`);
+  }
+  console.log(`\neach request type alone, 4 concurrent, on the warm sidecar (CPU per request, µs; PocketBase's to 10 ms ticks)\n`);
+  console.log(table(['type', 'requests', 'req/s', 'p50 ms', 'p99 ms', 'main thread', 'other threads', 'PocketBase', 'errors'], rows));
+}
+
 function print(reports: TargetReport[], counts: Record<string, number>, planned: number): void {
   const direct = reports.find((r) => r.name === 'PocketBase direct') ?? null;
   const one = reports.find((r) => r.name === 'sidecar') ?? null;
@@ -422,6 +461,10 @@ function print(reports: TargetReport[], counts: Record<string, number>, planned:
   for (const r of reports) for (const [proc, u] of Object.entries(r.usage)) usageRows.push([r.name, proc, u.cpuSeconds, u.cores, Math.round(u.rssPeakMiB)]);
   console.log('\nCPU and memory during the measured run\n');
   console.log(table(['target', 'process', 'CPU s', 'cores busy', 'peak RSS MiB'], usageRows));
+  for (const r of reports) {
+    const t = r.threads;
+    if (t) console.log(`the sidecar's threads (${r.name}): the main thread ran ${t.mainRun.toFixed(1)} s of the ${r.result.seconds.toFixed(1)} s run (${Math.round((100 * t.mainRun) / r.result.seconds)}%) and waited ${t.mainWait.toFixed(1)} s for a core; its other threads ran ${t.otherRun.toFixed(1)} s`);
+  }
   for (const r of reports) if (r.lagMs) console.log(`replication lag under the mix (${r.name}): p50 ${r.lagMs.p50.toFixed(1)} ms, p99 ${r.lagMs.p99.toFixed(1)} ms, max ${r.lagMs.max.toFixed(1)} ms (${r.lagMs.n} probes)`);
 
   // Feed rankings the sidecar ran during its measured run: how many, how obtained, their mean time
