@@ -91,6 +91,7 @@ export async function replay(spec: ReplaySpec): Promise<ReplayResult> {
   const statuses = new Map<Kind, Record<string, number>>();
   const errorSamples: string[] = [];
   let next = 0;
+  const traceFile = process.env.BENCH_TRACE_FILE;
   const trace: unknown[] = [];
   const start = performance.now();
   const worker = async () => {
@@ -108,7 +109,7 @@ export async function replay(spec: ReplaySpec): Promise<ReplayResult> {
           text = String(e);
         }
         const ms = performance.now() - t;
-        if (process.env.BENCH_TRACE_FILE) trace.push([r.kind, prev, Math.round(t - start), Math.round(ms * 10) / 10, path.slice(0, 160)]);
+        if (traceFile) trace.push([r.kind, prev, Math.round(t - start), Math.round(ms * 10) / 10, path.slice(0, 160)]);
         prev = r.kind;
         (lat.get(r.kind) ?? lat.set(r.kind, []).get(r.kind)!).push(ms);
         const st = statuses.get(r.kind) ?? statuses.set(r.kind, {}).get(r.kind)!;
@@ -137,7 +138,7 @@ export async function replay(spec: ReplaySpec): Promise<ReplayResult> {
   const cpu = process.cpuUsage(cpu0);
   await pool.close();
   if (spec.captureFile) writeFileSync(spec.captureFile, JSON.stringify(Object.fromEntries(capture)));
-  if (process.env.BENCH_TRACE_FILE) writeFileSync(`${process.env.BENCH_TRACE_FILE}.${spec.tag}.json`, JSON.stringify(trace));
+  if (traceFile) writeFileSync(`${traceFile}.${spec.tag}.json`, JSON.stringify(trace));
 
   const kinds: Partial<Record<Kind, KindResult>> = {};
   const all: number[] = [];

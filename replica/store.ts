@@ -91,7 +91,7 @@ export class ReplicaStore {
    * it prefers an index that filters over one that walks the ORDER BY, and sorts every match. Sampled
    * statistics (analysis_limit) misjudged exactly that choice, so the whole index is read: about 0.3 s
    * for 700k records. Only the per-index averages (sqlite_stat1) are kept, not STAT4's samples of key
-   * values (dropSamples).
+   * values (withoutSamples).
    */
   analyze(tables?: readonly string[]): void {
     this.db.pragma('analysis_limit = 0');

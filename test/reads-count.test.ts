@@ -45,9 +45,9 @@ describe('totals counted in parts', () => {
   });
 
   it('plan a statement on PocketBase\'s statistics once per text, and keep PocketBase\'s pages for every value', { timeout: 60_000 }, async (t) => {
-    // Lists that differ only in a value (and in who asks): the replica's plan may depend on the value (its
-    // STAT4 samples), the plan on PocketBase's statistics (sqlite_stat1 alone) cannot, so it is explained
-    // once per statement text, not once per value.
+    // Lists that differ only in a value (and in who asks): the replica's plan is kept per value (STAT4
+    // samples there could make it depend on the value), the plan on PocketBase's statistics (sqlite_stat1
+    // alone) cannot depend on it, so it is explained once per statement text, not once per value.
     const authors = env.seeded.users.map((u) => u.id);
     const before = planStats.explains;
     const differences = await compareLists(env, authors.length, (i) => `/api/collections/posts/records?perPage=5&sort=-created&filter=${enc(`author = "${authors[i]}"`)}`);

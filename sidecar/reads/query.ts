@@ -340,8 +340,8 @@ const plans = new WeakMap<object, Lru<string, PlanRow[] | null>>();
 /**
  * EXPLAIN QUERY PLAN of a statement with its values on one database, cached; null when the statement
  * does not prepare there. Both SQLites are built with STAT4, so a plan may depend on the values bound:
- * through an index's STAT4 samples (the replica's full ANALYZE has them), or through the LIKE and GLOB
- * optimisations. `sampled: false` says the database has no STAT4 samples (PocketBase's statistics, which
+ * through an index's STAT4 samples (the replica deletes its own, but anyone may ANALYZE the replica
+ * file), or through the LIKE and GLOB optimisations. `sampled: false` says the database has no STAT4 samples (PocketBase's statistics, which
  * are sqlite_stat1 alone): its plan of a statement without LIKE or GLOB is then one for every value,
  * kept once per text.
  */
