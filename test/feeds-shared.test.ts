@@ -68,9 +68,10 @@ interface ServedRoutes {
   url: string;
   /**
    * Rankings run, by lane, those ranked for a requester alone (their SQL has requester clauses), the
-   * deepest shared one, and how each profile's were obtained (`profile:window`, `profile:widened`, ...).
+   * deepest shared one, and how each profile's were obtained (`profile:window`, `profile:widened`, ...);
+   * requester filters, those over part of a shared ranking, and those that did not count again.
    */
-  calls: { rank: number; alone: number; filter: number; deepest: number; lanes: Record<Lane, number>; results: Record<string, number> };
+  calls: { rank: number; alone: number; filter: number; partial: number; further: number; deepest: number; lanes: Record<Lane, number>; results: Record<string, number> };
   close(): Promise<void>;
 }
 
@@ -179,7 +180,7 @@ describe('shared rankings and bounded searches', () => {
 
   /** The feed routes over the sidecar's replica, at the frozen instant NOW, counting what they ask of the pool. */
   async function serve(opts: Partial<FeedRoutesOptions>): Promise<ServedRoutes> {
-    const calls = { rank: 0, alone: 0, filter: 0, deepest: 0, lanes: { feeds: 0, search: 0, reads: 0 } as Record<Lane, number>, results: {} as Record<string, number> };
+    const calls = { rank: 0, alone: 0, filter: 0, partial: 0, further: 0, deepest: 0, lanes: { feeds: 0, search: 0, reads: 0 } as Record<Lane, number>, results: {} as Record<string, number> };
     const counted = {
       get ready() { return pool.ready; },
       all: (sql: string, params: unknown[], lane?: Lane) => pool.all(sql, params, lane),
@@ -193,7 +194,14 @@ describe('shared rankings and bounded searches', () => {
         if (filter) calls.filter++;
         return pool.rankFiltered(profile, plan, window as never, filter as never, lane);
       },
-      filter: (task: Parameters<QueryPool['filter']>[0], lane?: Lane) => { calls.filter++; return pool.filter(task, lane); },
+      filter: (task: Parameters<QueryPool['filter']>[0], lane?: Lane) => {
+        calls.filter++;
+        // The items filtered are a prefix of the shared ranking (a view of its rowids): shorter than it,
+        // and without the count when a filter of the same requester already counted.
+        if (task.rids.length < task.rids.buffer.byteLength / Float64Array.BYTES_PER_ELEMENT) calls.partial++;
+        if (!task.count) calls.further++;
+        return pool.filter(task, lane);
+      },
     } as unknown as QueryPool;
     const app = new Koa();
     app.use(createFeedRoutes({
@@ -315,6 +323,8 @@ describe('shared rankings and bounded searches', () => {
     for (const c of cases(1, 90)) await check(s, c, 1000, stats);
     assert.ok(stats.ties > 20, `page boundaries through ties: ${stats.ties}`);
     assert.ok(s.calls.filter > 0, 'requesters were filtered out of shared rankings');
+    // Only as much of a shared ranking as the page needs is filtered; more of it when too few pass.
+    assert.ok(s.calls.partial > 0 && s.calls.further > 0, JSON.stringify(s.calls));
     // Rankings are shared: far fewer than the first pages asked (each case asks several).
     assert.ok(s.calls.rank - s.calls.alone < 90, JSON.stringify(s.calls));
     assert.ok(s.calls.lanes.search > 0 && s.calls.lanes.feeds > 0, JSON.stringify(s.calls.lanes));

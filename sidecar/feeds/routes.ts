@@ -66,6 +66,17 @@ export interface FeedRoutesOptions {
   clock?: () => number;
 }
 
+/** A requester's filter over the first `upto` items of `ranked`. */
+interface Known { ranked: Ranked; kept: Filtered; upto: number }
+
+/**
+ * How many of a shared ranking's items are filtered first for a requester who needs `need` of theirs:
+ * twice as many (most requesters keep most items), and enough that the next pages come with the first.
+ */
+function span(need: number): number {
+  return Math.max(64, 2 * need);
+}
+
 /**
  * What a first page's ranking gave: the snapshot's prefix, its requester's item count, how to continue
  * it, and the replica's change count when its ranking started.
@@ -224,24 +235,43 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
 
   /**
    * The shared ranking `s` restricted to the requester's items, deepened until the prefix covers `need`
-   * items of theirs (or all they have); null when that would take more than maxSharedDepth. `known`: the
-   * requester's filter already run over a ranking (by the task that built it).
+   * items of theirs (or all they have); null when that would take more than maxSharedDepth. Only as
+   * much of the ranking is filtered as the requester needs: its first `span(need)` items, more when too
+   * few of them pass. The requester's items among the first n shared items are the first of their own
+   * ranking, whatever lies past n. `known`: the requester's filter already run over the first `upto`
+   * items of a ranking (by the task that built it).
    */
-  async function filtered(name: string, fq: FeedQuery, s: SharedRanking, need: number, known?: { ranked: Ranked; kept: Filtered } | null): Promise<Prefix | null> {
+  async function filtered(name: string, fq: FeedQuery, s: SharedRanking, need: number, known?: Known | null): Promise<Prefix | null> {
     const task = filterTask(fq);
     const build = sharedBuild(name, fq);
+    // The requester's item count (at most the cap): counted by the first filter, not again.
+    let count = -1;
+    const over = (ranked: Ranked, upto: number) =>
+      opts.pool.filter({ ...task, count: count < 0 ? task.count : undefined, rids: ranked.rids.subarray(0, upto) }, laneOf(fq));
     for (;;) {
       const ranked = s.ranked;
       const since = s.mark;
-      const kept = known && known.ranked === ranked ? known.kept : await opts.pool.filter({ ...task, rids: ranked.rids.subarray(0, ranked.count) }, laneOf(fq));
-      const prefix = itemsAt(ranked, kept.keep, cap);
-      const complete = s.complete || prefix.count >= cap;
-      // Complete: the requester's whole ranking (the count, a moment later, may see a newer state).
-      const total = complete ? prefix.count : Math.max(prefix.count, Math.min(cap, kept.total));
-      if (complete || prefix.count >= Math.min(need, total)) {
-        return { nowMs: s.nowMs, ranked: prefix, total, source: complete || prefix.count >= total ? undefined : { shared: s }, mark: since };
+      let upto = Math.min(ranked.count, span(need));
+      let kept: Filtered;
+      if (known && known.ranked === ranked) ({ upto, kept } = known);
+      else kept = await over(ranked, upto);
+      for (;;) {
+        if (kept.total >= 0) count = kept.total;
+        const prefix = itemsAt(ranked, kept.keep, cap);
+        const whole = upto >= ranked.count;
+        const complete = (s.complete && whole) || prefix.count >= cap;
+        // Complete: the requester's whole ranking (the count, a moment later, may see a newer state).
+        const total = complete ? prefix.count : Math.max(prefix.count, Math.min(cap, count));
+        if (complete || prefix.count >= Math.min(need, total)) {
+          return { nowMs: s.nowMs, ranked: prefix, total, source: complete || prefix.count >= total ? undefined : { shared: s }, mark: since };
+        }
+        if (whole) break;
+        // Far enough, at the share of items this requester keeps, to hold what they need.
+        upto = Math.min(ranked.count, Math.max(4 * upto, Math.ceil((1.5 * Math.min(need, total) * upto) / Math.max(1, kept.keep.length))));
+        kept = await over(ranked, upto);
       }
       // Deep enough, at the share of items this requester keeps, to hold what they need.
+      const total = Math.min(cap, count);
       const want = Math.ceil((1.5 * Math.min(need, total) * ranked.count) / Math.max(1, kept.keep.length));
       if (s.depth >= maxShared || want > maxShared) return null;
       s = await shared.deepen(s, Math.min(maxShared, Math.max(4 * s.depth, want)), build);
@@ -257,11 +287,12 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
     if (sharing && requesterFree(fq.profile)) {
       const depth = Math.min(maxShared, fq.match !== null ? Math.max(2 * need, 50) : Math.max(4 * need, 200));
       // A shared ranking this request builds carries its filter along (most search texts are new).
-      let known: { ranked: Ranked; kept: Filtered } | null = null;
-      const task = filterTask(fq);
+      let known: Known | null = null;
+      const limit = span(need);
+      const task = { ...filterTask(fq), limit };
       const s = await shared.obtain(JSON.stringify([name, fq.match]), depth, async (nowMs, d) => {
         const res = await rank(name, { ...fq, shared: true }, nowMs, d, task);
-        if (res.kept) known = { ranked: res.ranked, kept: res.kept };
+        if (res.kept) known = { ranked: res.ranked, kept: res.kept, upto: Math.min(res.ranked.count, limit) };
         return res.ranked;
       });
       const got = await filtered(name, fq, s, need, known);

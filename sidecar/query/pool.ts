@@ -26,7 +26,7 @@ export type Lane = 'feeds' | 'search' | 'reads';
 export interface Filtered {
   /** Positions (ascending) of the ranked items the requester may see. */
   keep: Uint32Array;
-  /** How many items the requester's own ranking holds (its visible items, at most the count's limit). */
+  /** How many items the requester's own ranking holds (its visible items, at most the count's limit); -1: not counted. */
   total: number;
 }
 

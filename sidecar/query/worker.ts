@@ -41,14 +41,18 @@ export interface RankTask extends Base {
   profile: FeedProfile;
   plan: RankPlan;
   window?: WindowOptions;
-  /** A shared ranking's first requester: their filter over it, in the same transaction (FilterTask's fields). */
-  filter?: Omit<FilterTask, keyof Base | 'kind' | 'rids'>;
+  /**
+   * A shared ranking's first requester: their filter over its first `limit` items (all without), in the
+   * same transaction (FilterTask's fields).
+   */
+  filter?: Omit<FilterTask, keyof Base | 'kind' | 'rids'> & { limit?: number };
 }
 
 /**
  * A requester's filter over a shared ranking (routes.ts): `sql` selects, as `rid`, the rowids among
- * @`idsParam` (a JSON array, bound here from `rids`) that pass the requester's rules; `count` counts
- * their visible items up to the ranking's cap. Both run in one read transaction.
+ * @`idsParam` (a JSON array, bound here from `rids`) that pass the requester's rules; `count`, when
+ * given, counts their visible items up to the ranking's cap (else the total is -1). Both run in one
+ * read transaction.
  */
 export interface FilterTask extends Base {
   kind: 'filter';
@@ -56,7 +60,7 @@ export interface FilterTask extends Base {
   bindings: Record<string, unknown>;
   idsParam: string;
   rids: Float64Array;
-  count: { sql: string; bindings: Record<string, unknown> };
+  count?: { sql: string; bindings: Record<string, unknown> };
 }
 
 export interface ReadTaskMessage extends Base, ReadTask {
@@ -108,7 +112,7 @@ function filter(conn: Database.Database, task: Omit<FilterTask, keyof Base | 'ki
   const keep = new Uint32Array(passed.size);
   let n = 0;
   for (let i = 0; i < task.rids.length && n < keep.length; i++) if (passed.has(task.rids[i])) keep[n++] = i;
-  const total = Number((statement(conn, task.count.sql).get(task.count.bindings) as { n: number }).n);
+  const total = task.count ? Number((statement(conn, task.count.sql).get(task.count.bindings) as { n: number }).n) : -1;
   return { keep: keep.subarray(0, n), total };
 }
 
@@ -126,7 +130,7 @@ export default function run(task: QueryTask | RankTask | FilterTask | ReadTaskMe
       return conn.transaction(() => {
         const ranked = rank(task.profile, task.plan, (sql, b) => statement(conn, sql).all(b) as Record<string, unknown>[], task.window);
         if (!task.filter) return { ranked };
-        return { ranked, kept: filter(conn, { ...task.filter, rids: ranked.rids.subarray(0, ranked.count) }) };
+        return { ranked, kept: filter(conn, { ...task.filter, rids: ranked.rids.subarray(0, Math.min(ranked.count, task.filter.limit ?? ranked.count)) }) };
       })();
     }
     if (task.kind === 'filter') return conn.transaction(() => filter(conn, task))();
