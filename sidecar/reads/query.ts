@@ -488,7 +488,16 @@ function replicaPlanOrder(store: ReplicaStore, coll: CollectionInfo, parts: Sele
   if (m[1] === table) {
     // A scan of the table is in PocketBase's rowid order; an index walk is the same walk there.
     if (!m[2] || m[2] === `${table}__pb_rowid`) return [`${col(table, ROWID)} ASC`];
-    return ours(m[2]) ? [] : null;
+    if (!ours(m[2])) return null;
+    // Under a sorter for the whole ORDER BY the walk gives no order and runs forwards: its order written
+    // out (the index's key terms, then the rowid) is the same page by any plan, so the page may be read by
+    // walking the sort's index instead (sortWalk: one author's posts by date, say).
+    const prefix = `_hapta_ix_${table}__`;
+    if (parts.joins.length === 0 && m[2].startsWith(prefix) && top.some((x) => x.detail === 'USE TEMP B-TREE FOR ORDER BY')) {
+      const written = walkOrder(coll, table, m[2].slice(prefix.length), parts, false);
+      if (written) return written;
+    }
+    return [];
   }
   // The target of a single relation scanned first (a filter on it made the join an inner one), then the
   // base table's rows of each target, found by an index that the relation column (and the rowid) ends.
