@@ -239,10 +239,9 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
    * much of the ranking is filtered as the requester needs: its first `span(need)` items, more when too
    * few of them pass. The requester's items among the first n shared items are the first of their own
    * ranking, whatever lies past n. `known`: the requester's filter already run over the first `upto`
-   * items of a ranking (by the task that built it).
+   * items of a ranking (by the task that built it); `task`: their filter, when the caller compiled it.
    */
-  async function filtered(name: string, fq: FeedQuery, s: SharedRanking, need: number, known?: Known | null): Promise<Prefix | null> {
-    const task = filterTask(fq);
+  async function filtered(name: string, fq: FeedQuery, s: SharedRanking, need: number, known?: Known | null, task = filterTask(fq)): Promise<Prefix | null> {
     const build = sharedBuild(name, fq);
     // The requester's item count (at most the cap): counted by the first filter, not again.
     let count = -1;
@@ -289,13 +288,14 @@ export function feedRoutes(opts: FeedRoutesOptions): Koa.Middleware {
       // A shared ranking this request builds carries its filter along (most search texts are new).
       let known: Known | null = null;
       const limit = span(need);
-      const task = { ...filterTask(fq), limit };
+      // Compiled once: for the ranking's task and for the filters after it.
+      const task = filterTask(fq);
       const s = await shared.obtain(JSON.stringify([name, fq.match]), depth, async (nowMs, d) => {
-        const res = await rank(name, { ...fq, shared: true }, nowMs, d, task);
+        const res = await rank(name, { ...fq, shared: true }, nowMs, d, { ...task, limit });
         if (res.kept) known = { ranked: res.ranked, kept: res.kept, upto: Math.min(res.ranked.count, limit) };
         return res.ranked;
       });
-      const got = await filtered(name, fq, s, need, known);
+      const got = await filtered(name, fq, s, need, known, task);
       if (got) return got;
       return alone(name, fq, s.nowMs, depthFor(fq, need));
     }
