@@ -200,6 +200,7 @@ async function sidecarUpstream(url: string): Promise<Record<string, number>> {
   }
   for (const m of text.matchAll(/^hapta_replica_lag_ms_bucket\{le="([^"]*)"\} (\S+)$/gm)) add(`lag_le:${m[1]}`, m[2]);
   for (const m of text.matchAll(/^hapta_feed_pages_total\{profile="([^"]*)",result="([^"]*)"\} (\S+)$/gm)) add(`pages:${m[1]}:${m[2]}`, m[3]);
+  for (const m of text.matchAll(/^hapta_replica_reads_total\{by="([^"]*)"\} (\S+)$/gm)) add(`log_reads:${m[1]}`, m[2]);
   for (const m of text.matchAll(/^hapta_list_reads_total\{placement="([^"]*)"\} (\S+)$/gm)) add(`lists:${m[1]}`, m[2]);
   for (const m of text.matchAll(/^hapta_feed_rankings_total\{profile="([^"]*)",result="([^"]*)"\} (\S+)$/gm)) add(`rankings:${m[1]}:${m[2]}`, m[3]);
   for (const m of text.matchAll(/^hapta_feed_ranking_ms_(sum|count)\{profile="([^"]*)"\} (\S+)$/gm)) add(`ranking_ms_${m[1]}:${m[2]}`, m[3]);

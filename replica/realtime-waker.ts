@@ -12,7 +12,8 @@ export const CHANGES_TOPIC = 'hapta/changes';
 
 export interface RealtimeWakerOptions {
   upstream: Upstream;
-  session: SuperuserSession;
+  /** Subscribes the stream (as the superuser). */
+  session: Pick<SuperuserSession, 'json'>;
   log: Logger;
   /** A write committed; `seq` is the log head just after it (null: unknown, read the log). */
   onChange: (seq: number | null) => void;

@@ -11,6 +11,8 @@ import { Loop } from '../lib/lifecycle.js';
 import type { Logger } from '../lib/log.js';
 import { isReplicable, sameTableShape, tableSpec, type PbCollection } from './schema.js';
 import { FORMAT_VERSION, ReplicaStore, type ChangeRow, type RecordPage } from './store.js';
+import { directReader, type ChangeReader } from './sync-thread.js';
+import { monotonicMs } from './sync-protocol.js';
 
 export type BeforeApplyListener = (changes: readonly ChangeRow[], records: Readonly<Record<string, RecordPage>>) => void;
 
@@ -29,6 +31,8 @@ export interface ReplicatorOptions {
   prepareStore?: (store: ReplicaStore) => void;
   /** Called whenever the replica file is replaced (readers must reopen it). */
   onSwap?: (store: ReplicaStore) => void;
+  /** How the live replica's batches are read (default: by this thread, through `source`). */
+  reader?: ChangeReader;
 }
 
 const ANNOUNCE_DELAY_MS = 3;
@@ -43,11 +47,15 @@ export class Replicator {
   /** The signal of the loop's current run. */
   private signal: AbortSignal = new AbortController().signal;
   private schemaCheckRequested = false;
-  private waiters: Array<{ resolve: () => void }> = [];
+  private waiters: Array<{ resolve: () => void; at: number }> = [];
+  private readonly reader: ChangeReader;
+  /** When the request of the last batch read for the live replica was sent: no older answer is applied after it. */
+  private lastSentAt = 0;
   private readyResolvers: Array<() => void> = [];
   private appliedListeners = new Set<(changes: readonly ChangeRow[]) => void>();
 
   constructor(private readonly source: ChangeSource, private readonly opts: ReplicatorOptions) {
+    this.reader = opts.reader ?? directReader(source);
     this.loop = new Loop((signal) => this.sync(signal), {
       log: opts.log, failure: 'replication paused', backoff: new Backoff(100, 5000), intervalMs: opts.pollIntervalMs,
     });
@@ -98,7 +106,7 @@ export class Replicator {
   announced(seq: number | null): void {
     if (seq === null) return this.wake();
     this.announcedSeq = Math.max(this.announcedSeq, seq);
-    this.announcedAt = performance.now();
+    this.announcedAt = monotonicMs();
     if (this.announcedSeq <= this.seenSeq || this.pulling) return;
     // A short delay lets the writer's own request (answered at about the same moment) join the same
     // read of the log, and coalesces bursts; the replication lag pays at most this much for it.
@@ -120,7 +128,7 @@ export class Replicator {
   /** Resolves once a full read of the log that started after this call has been applied. */
   syncAfterNow(): Promise<void> {
     return new Promise((resolve) => {
-      this.waiters.push({ resolve });
+      this.waiters.push({ resolve, at: monotonicMs() });
       this.wake();
     });
   }
@@ -154,7 +162,7 @@ export class Replicator {
    */
   private async sync(signal: AbortSignal): Promise<void> {
     this.signal = signal;
-    const waiting: Array<{ resolve: () => void }> = [];
+    const waiting: Array<{ resolve: () => void; at: number }> = [];
     try {
       if (!this.store) await this.open();
       let more: boolean;
@@ -162,8 +170,9 @@ export class Replicator {
       try {
         do {
           // Waiters registered before this read of the log is sent are satisfied once it is applied.
-          waiting.push(...this.waiters.splice(0));
-          more = await this.pullOnce();
+          const joined = this.waiters.splice(0);
+          waiting.push(...joined);
+          more = await this.pullOnce(this.store!, joined.reduce((t, w) => Math.max(t, w.at), 0));
         } while ((more || this.announcedSeq > this.seenSeq) && !signal.aborted);
       } finally {
         this.pulling = false;
@@ -233,6 +242,8 @@ export class Replicator {
   private publish(store: ReplicaStore): void {
     this.store = store;
     this.seenSeq = store.position.seq;
+    this.lastSentAt = 0;
+    this.reader.position(store.position.seq);
     this.opts.onSwap?.(store);
     for (const r of this.readyResolvers.splice(0)) r();
   }
@@ -302,10 +313,18 @@ export class Replicator {
    * has more. Schema changes in the batch are handled first; collections copied because of them skip
    * the batch's record states (the copy is newer).
    */
-  private async pullOnce(store: ReplicaStore = this.store!): Promise<boolean> {
+  private async pullOnce(store: ReplicaStore = this.store!, notBefore = 0): Promise<boolean> {
     const { seq, anchor } = store.position;
-    const readAt = performance.now();
-    const res = await this.source.readChanges(seq, this.opts.batchSize, true, this.signal);
+    let res: ChangesResponse;
+    let readAt: number;
+    if (store === this.store) {
+      // Never an answer older than one already applied, nor than a waiter of this read.
+      ({ res, sentAt: readAt } = await this.reader.read(seq, this.opts.batchSize, Math.max(notBefore, this.lastSentAt), this.signal));
+      if (store === this.store) this.lastSentAt = Math.max(this.lastSentAt, readAt);
+    } else {
+      readAt = monotonicMs();
+      res = await this.source.readChanges(seq, this.opts.batchSize, true, this.signal);
+    }
     if (res.instance !== store.instance) throw new RebuildNeeded('different PocketBase database');
     if (store === this.store) {
       // Everything up to the head read before these rows is covered once this batch is applied.
@@ -337,6 +356,7 @@ export class Replicator {
     const lagMs = Math.max(0, Date.now() - newest.at);
     if (store === this.store) {
       this.lagMs = lagMs;
+      this.reader.position(store.position.seq);
       this.opts.onApplied?.({ changes: res.changes.length, records: touched, lagMs });
       for (const fn of this.appliedListeners) fn(res.changes);
       // Records newer than the position (writes committed during the read): read again now, so the

@@ -40,6 +40,12 @@ export class Metrics {
     buckets: [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
     registers: [this.registry],
   });
+  readonly replicaReads = new Counter({
+    name: 'hapta_replica_reads_total',
+    help: 'Change-log batches read for the live replica, by how: `ahead` (read by the sync thread on an announcement, before the engine asked), `thread` (asked of the sync thread) or `main` (read by the main thread: no sync thread, or while it restarts).',
+    labelNames: ['by'] as const,
+    registers: [this.registry],
+  });
   readonly replicaChanges = new Counter({
     name: 'hapta_replica_changes_total',
     help: 'Change-log rows applied to the replica.',

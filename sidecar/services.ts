@@ -13,6 +13,7 @@ import { FeedIndex } from '../replica/feed-index.js';
 import { RealtimeWaker } from '../replica/realtime-waker.js';
 import { Replicator } from '../replica/replicator.js';
 import { SchemaWatcher } from '../replica/schema-watcher.js';
+import { SyncThread } from '../replica/sync-thread.js';
 import { createFeedRoutes, QueryPool } from './feeds/index.js';
 import { feedIndexSpec } from './feeds/profiles.js';
 import { MemoryCounters, RedisCounters } from './gate/counters.js';
@@ -43,6 +44,8 @@ export interface Services {
   validator: SessionValidator;
   loginGuard: LoginGuard;
   replicator: Replicator;
+  /** The realtime stream and change-log reads on their own thread (null: HAPTA_SYNC_THREAD=false). */
+  syncThread: SyncThread | null;
   feedPool: QueryPool;
   forwarder: Forwarder;
   /** Watermarks: read-your-writes and monotonic reads. */
@@ -91,7 +94,18 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
   // Feed queries run on worker threads with their own read-only connections to the replica file.
   const feedPool = new QueryPool(undefined, undefined, config.replica.readThreads < 0 ? undefined : config.replica.readThreads, config.replica.threadNice);
   const source = new ChangeSource(superuser, config.replica.consumerId);
-  const replicator = new Replicator(source, {
+  // The realtime stream and the change-log reads on a thread of their own (or on this one, as the waker).
+  let replicator: Replicator | null = null;
+  const syncThread = config.replica.syncThread ? new SyncThread({
+    url: config.pbUrl, timeoutMs: config.upstream.timeoutMs, consumerId: config.replica.consumerId, batchSize: config.replica.batchSize,
+    session: superuser, source, log: log.child({ component: 'replica' }),
+    onAnnounced: (seq) => replicator?.announced(seq),
+    onAhead: () => replicator?.wake(),
+    onRequest: (purpose) => metrics.upstreamRequests.inc({ purpose }),
+    onRead: (by) => metrics.replicaReads.inc({ by }),
+  }) : null;
+  replicator = new Replicator(source, {
+    reader: syncThread ?? undefined,
     dataDir,
     batchSize: config.replica.batchSize,
     bootstrapPageSize: config.replica.bootstrapPageSize,
@@ -114,9 +128,9 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
       }
     }
   });
-  const waker = new RealtimeWaker({
+  const waker = syncThread ?? new RealtimeWaker({
     upstream, session: superuser, log: log.child({ component: 'realtime' }),
-    onChange: (seq) => replicator.announced(seq),
+    onChange: (seq) => replicator?.announced(seq),
   });
   const watcher = new SchemaWatcher({
     dir: resolve(config.replica.migrationsDir), watch: config.replica.watchMigrations,
@@ -170,7 +184,7 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
 
   const loops = [replicator, waker, watcher, validator];
   return {
-    config, log, metrics, upstream, superuser, redis, sessions, validator, loginGuard: guard, replicator, feedPool,
+    config, log, metrics, upstream, superuser, redis, sessions, validator, loginGuard: guard, replicator, syncThread, feedPool,
     forwarder, consistency, reads, writes, feeds, realtime,
     start() {
       replicator.start();

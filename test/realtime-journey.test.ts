@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { EventSource } from 'eventsource';
 import PocketBaseSDK from 'pocketbase';
-import type { ChangeSource } from '../replica/change-source.js';
+import { monotonicMs } from '../replica/sync-protocol.js';
+import type { ChangeReader } from '../replica/sync-thread.js';
 import { api } from './harness/dump.js';
 import { RawClient, startRealtimeEnv, until, USER_PASSWORD, type RealtimeEnv } from './realtime-env.js';
 
@@ -86,21 +87,24 @@ describe('realtime journey', { timeout: 240_000 }, () => {
       // The log read that brings the update finds the record already deleted: PocketBase's hook reads
       // the log rows, then the records, and the delete commits in between. Reads are held until both
       // writes are in, then the first one is cut before the delete's row, as such a read returns it.
-      const source = (env.sidecar.replicator as unknown as { source: ChangeSource }).source;
-      const read = source.readChanges;
+      const reader = (env.sidecar.replicator as unknown as { reader: ChangeReader }).reader;
+      const read = reader.read;
       let release = () => {};
       let gate: Promise<void> | null = new Promise((r) => (release = r));
       let inFlight = 0;
       let split = true;
-      source.readChanges = async function (this: ChangeSource, ...args: Parameters<ChangeSource['readChanges']>) {
+      reader.read = async function (this: ChangeReader, ...args: Parameters<ChangeReader['read']>) {
         if (gate) await gate;
         inFlight++;
         try {
-          const res = await read.apply(this, args);
+          // A read sent now, after both writes (not one the sync thread read ahead between them).
+          const [after, limit, notBefore, signal] = args;
+          const got = await read.call(this, after, limit, Math.max(notBefore, monotonicMs()), signal);
+          const res = got.res;
           const cut = split ? res.changes.findIndex((ch) => ch.rid === post.id && ch.op === 'd') : -1;
-          if (cut <= 0) return res;
+          if (cut <= 0) return got;
           split = false;
-          return { ...res, changes: res.changes.slice(0, cut), more: true };
+          return { ...got, res: { ...res, changes: res.changes.slice(0, cut), more: true } };
         } finally {
           inFlight--;
         }
@@ -121,7 +125,7 @@ describe('realtime journey', { timeout: 240_000 }, () => {
         assert.deepEqual(events[1].record, created);
         assert.equal(env.mounted.realtime.stats().deletesAhead, ahead + 1);
       } finally {
-        source.readChanges = read;
+        reader.read = read;
         release();
       }
     } finally {
@@ -133,8 +137,8 @@ describe('realtime journey', { timeout: 240_000 }, () => {
     const u0 = env.identities[1];
     const c = new RawClient(env.url);
     await c.connect();
-    const source = (env.sidecar.replicator as unknown as { source: ChangeSource }).source;
-    const read = source.readChanges;
+    const reader = (env.sidecar.replicator as unknown as { reader: ChangeReader }).reader;
+    const read = reader.read;
     let release = () => {};
     const gate = new Promise<void>((r) => (release = r));
     const create = (title: string) => fetch(`${env.url}/api/collections/posts/records`, {
@@ -143,7 +147,7 @@ describe('realtime journey', { timeout: 240_000 }, () => {
     });
     try {
       assert.equal((await c.subscribe(['posts/*'], u0.key)).status, 204);
-      source.readChanges = async function (this: ChangeSource, ...args: Parameters<ChangeSource['readChanges']>) {
+      reader.read = async function (this: ChangeReader, ...args: Parameters<ChangeReader['read']>) {
         await gate;
         return read.apply(this, args);
       };
@@ -160,12 +164,12 @@ describe('realtime journey', { timeout: 240_000 }, () => {
       assert.ok(performance.now() - t0 >= 900, 'the second write waited for the replica to read the first');
       assert.equal(stats().writesHeld, held + 1);
       assert.equal(stats().writeWaitsTimedOut, timedOut + 1);
-      source.readChanges = read;
+      reader.read = read;
       release();
       await until('both events', () => c.events('posts/*').length >= 2);
       assert.deepEqual(c.events('posts/*').map((f) => JSON.parse(f.data).record.title), ['answered while the replica is stopped', 'sent past the bound']);
     } finally {
-      source.readChanges = read;
+      reader.read = read;
       release();
       c.close();
     }
