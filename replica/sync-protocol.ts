@@ -19,7 +19,11 @@ export type ToSync =
   | { type: 'stop' };
 
 export type FromSync =
-  /** A write was announced on the realtime stream (seq: the log head after it; null: read the log, events may have been lost). */
+  /**
+   * Read the log: the stream (re)connected and announcements may have been lost (null), or a write was
+   * announced at `seq` that the thread does not read ahead. Announced writes the thread reads ahead come
+   * as `ahead` answers only.
+   */
   | { type: 'announced'; seq: number | null }
   /** The answer to `read` `id`: PocketBase's status (0: unreachable) and body, and when its request was sent. */
   | { type: 'answer'; id: number; sentAt: number; status: number; text: string }

@@ -8,7 +8,8 @@
 // - asked for by the main thread (`read`): answered by a request sent after `notBefore` (strictly: the
 //   main thread never takes the same answer twice), one already under way or just answered included;
 // - read ahead (`ahead`): after an announcement beyond what the last read covered, the log after the
-//   position the main thread will read from next, sent to the main thread unasked.
+//   position the main thread will read from next, sent to the main thread unasked (the announcement
+//   itself is not: the answer wakes the engine).
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
 import type { Logger } from '../lib/log.js';
@@ -67,6 +68,8 @@ interface Read {
   limit: number;
   sentAt: number;
   answer: Promise<{ status: number; text: string }>;
+  /** Asked for by the main thread (answered to it): not sent again as a read ahead. */
+  claimed?: boolean;
   /** Set once answered: the last change's position (the read's own position when it had none), and whether the log had more. */
   done?: { last: number; head: number; more: boolean; status: number };
 }
@@ -121,7 +124,9 @@ function ahead(): void {
   if (last && !last.done!.more && announced <= Math.max(last.done!.head, last.done!.last)) return;
   if (!last && announced <= next) return;
   const read = send(next, data.batchSize);
-  void read.answer.then((a) => post({ type: 'ahead', after: read.after, limit: read.limit, sentAt: read.sentAt, status: a.status, text: a.text }));
+  void read.answer.then((a) => {
+    if (!read.claimed) post({ type: 'ahead', after: read.after, limit: read.limit, sentAt: read.sentAt, status: a.status, text: a.text });
+  });
 }
 
 port.on('message', (m: ToSync) => {
@@ -138,12 +143,14 @@ port.on('message', (m: ToSync) => {
       // A failed read is never handed out again: the engine retries it after its backoff.
       const match = reads.find((r) => r.after === m.after && r.limit === m.limit && r.sentAt > m.notBefore && (!r.done || r.done.status === 200));
       const read = match ?? send(m.after, m.limit);
+      read.claimed = true;
       void read.answer.then((a) => post({ type: 'answer', id: m.id, sentAt: read.sentAt, status: a.status, text: a.text }));
       break;
     }
     case 'position':
       // The main thread applied up to here (or rebuilt): reads ahead go on from it.
       next = m.seq;
+      ahead();
       break;
     case 'stop':
       void waker.stop().then(() => upstream.close()).then(() => port.close());
@@ -154,9 +161,11 @@ port.on('message', (m: ToSync) => {
 const waker = new RealtimeWaker({
   upstream, session, log: logger({ component: 'realtime' }),
   onChange: (seq) => {
-    if (seq !== null) announced = Math.max(announced, seq);
-    post({ type: 'announced', seq });
-    if (seq !== null) ahead();
+    // A known head is read ahead here, and the engine woken by the answer; an unknown one (a reconnect:
+    // announcements may have been lost) wakes the engine, which reads the log itself.
+    if (seq === null) return post({ type: 'announced', seq });
+    announced = Math.max(announced, seq);
+    ahead();
   },
 });
 waker.start();
