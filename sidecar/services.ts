@@ -92,7 +92,7 @@ export async function createServices(config: HaptaConfig, deps: ServicesDeps = {
 
   const indexSpec = feedIndexSpec(config.feeds);
   // Feed queries run on worker threads with their own read-only connections to the replica file.
-  const feedPool = new QueryPool(undefined, undefined, config.replica.readThreads < 0 ? undefined : config.replica.readThreads, config.replica.threadNice);
+  const feedPool = new QueryPool(undefined, undefined, config.replica.readThreads < 0 ? undefined : config.replica.readThreads, config.replica.threadNice, config.replica.feedThreadNice);
   const source = new ChangeSource(superuser, config.replica.consumerId);
   // The realtime stream and the change-log reads on a thread of their own (or on this one, as the waker).
   let replicator: Replicator | null = null;

@@ -11,8 +11,8 @@ let env: ReadsEnv;
 
 before(async () => {
   // Every shape counts as cheap here: after its first runs on a thread, a shape's lists run on the main thread.
-  // And the pool's threads at nice 7 (the default is another value, so the test sees the setting applied).
-  env = await startReadsEnv({ counts: { users: 4, posts: 40, comments: 10, likes: 5, follows: 2 }, readThreads: 2, inlineReadMs: 60_000, threadNice: 7 });
+  // And the pool's threads at nice 7 and 9 (the defaults are other values, so the test sees the settings applied).
+  env = await startReadsEnv({ counts: { users: 4, posts: 40, comments: 10, likes: 5, follows: 2 }, readThreads: 2, inlineReadMs: 60_000, threadNice: 7, feedThreadNice: 9 });
 }, { timeout: 120_000 });
 
 after(async () => { await env?.stop(); });
@@ -56,7 +56,9 @@ describe('read threads', () => {
     assert.equal(await placed('main') - main0, posts.length - 4);
   });
 
-  it('the read threads run at the configured priority, the main thread at its own', () => {
+  it('the read threads and the feed threads run at their configured priorities, the main thread at its own', async () => {
+    // A feed thread starts with its first task.
+    assert.deepEqual(await env.sidecar.feedPool.all('SELECT 1 AS one', [], 'feeds'), [{ one: 1 }]);
     // This process holds the sidecar: its threads' nice values (field 19 of /proc/self/task/<tid>/stat).
     const niceOf = (tid: string) => {
       const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
@@ -66,6 +68,7 @@ describe('read threads', () => {
     assert.equal(niceOf(String(process.pid)), 0, 'the main thread');
     // A read thread has answered lists by now (threads start with their first tasks).
     assert.ok(tids.some((t) => niceOf(t) === 7), 'a read thread');
+    assert.ok(tids.some((t) => niceOf(t) === 9), 'a feed thread');
   });
 
   it('a read no thread can answer goes to PocketBase and is counted', async () => {

@@ -39,9 +39,10 @@ export async function authToken(pbUrl: string, collection: string, identity: str
 
 /**
  * `readThreads`: the sidecar's HAPTA_READ_THREADS (default: its own default for this machine);
- * `inlineReadMs`, `threadNice`: its HAPTA_INLINE_READ_MS, HAPTA_THREAD_NICE (default: its defaults).
+ * `inlineReadMs`, `threadNice`, `feedThreadNice`: its HAPTA_INLINE_READ_MS, HAPTA_THREAD_NICE,
+ * HAPTA_FEED_THREAD_NICE (default: its defaults).
  */
-export async function startReadsEnv(opts: { counts: SeedCounts; seed?: number; readThreads?: number; inlineReadMs?: number; threadNice?: number; setup?: (pbUrl: string, token: string, seeded: Seeded) => Promise<void> }): Promise<ReadsEnv> {
+export async function startReadsEnv(opts: { counts: SeedCounts; seed?: number; readThreads?: number; inlineReadMs?: number; threadNice?: number; feedThreadNice?: number; setup?: (pbUrl: string, token: string, seeded: Seeded) => Promise<void> }): Promise<ReadsEnv> {
   const pb = await startPocketBase();
   let sidecar: TestSidecar | null = null;
   try {
@@ -62,6 +63,7 @@ async function startAround(pb: PocketBase, opts: Parameters<typeof startReadsEnv
     ...(opts.readThreads === undefined ? {} : { readThreads: opts.readThreads }),
     ...(opts.inlineReadMs === undefined ? {} : { inlineReadMs: opts.inlineReadMs }),
     ...(opts.threadNice === undefined ? {} : { threadNice: opts.threadNice }),
+    ...(opts.feedThreadNice === undefined ? {} : { feedThreadNice: opts.feedThreadNice }),
   };
   const sidecar = await startSidecar(pb, { rateLimits: { enabled: false }, replica });
   keep(sidecar);

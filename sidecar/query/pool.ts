@@ -41,10 +41,11 @@ export class QueryPool {
   /**
    * `threads` for the feeds lane (default: the cores, 1 to 4); `searchThreads` for the search lane
    * (default 1); `readThreads` for the reads lane (default: the cores, 1 to 4; 0: none, the caller runs
-   * its lists itself, see `inline`); `nice`: the threads' scheduling priority (worker.ts).
+   * its lists itself, see `inline`); `nice`: the reads lane's threads' scheduling priority, `feedNice`
+   * the feeds and search lanes' (worker.ts).
    */
-  constructor(threads = defaultThreads(), searchThreads = 1, readThreads = defaultThreads(), nice = 0) {
-    const pool = (n: number, perThread = 4) => new Piscina({
+  constructor(threads = defaultThreads(), searchThreads = 1, readThreads = defaultThreads(), nice = 0, feedNice = nice) {
+    const pool = (n: number, laneNice: number, perThread = 4) => new Piscina({
       filename: new URL(`./worker.${compiled ? 'js' : 'ts'}`, import.meta.url).href,
       // Threads start with the first tasks and then stay: a sidecar whose clients use no feed or search
       // holds none (about 25 MB each), and a busy one never pays a thread's start twice.
@@ -54,9 +55,9 @@ export class QueryPool {
       // A few tasks waiting at each thread: it runs them back to back, instead of idling until the main
       // thread, busy answering requests, has read the last result and sent the next task.
       concurrentTasksPerWorker: perThread,
-      workerData: { nice },
+      workerData: { nice: laneNice },
     });
-    this.pools = { feeds: pool(threads), search: pool(Math.max(1, searchThreads)), reads: pool(Math.max(1, readThreads)) };
+    this.pools = { feeds: pool(threads, feedNice), search: pool(Math.max(1, searchThreads), feedNice), reads: pool(Math.max(1, readThreads), nice) };
     this.inline = readThreads === 0;
   }
 
