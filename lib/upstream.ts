@@ -88,18 +88,7 @@ export class Upstream {
     } catch (err) {
       throw new UpstreamError(0, `PocketBase unreachable: ${(err as Error).message}`);
     }
-    const text = await res.body.text();
-    let parsed: unknown = undefined;
-    try {
-      parsed = text ? JSON.parse(text) : undefined;
-    } catch {
-      parsed = undefined;
-    }
-    if (res.statusCode < 200 || res.statusCode >= 300) {
-      const message = (parsed as { message?: string } | undefined)?.message ?? `status ${res.statusCode}`;
-      throw new UpstreamError(res.statusCode, message, parsed);
-    }
-    return parsed as T;
+    return jsonAnswer<T>(res.statusCode, await res.body.text());
   }
 
   async close(): Promise<void> {
@@ -154,6 +143,21 @@ export class SuperuserSession {
       throw err;
     }
   }
+}
+
+/** A JSON answer of PocketBase's: a 2xx body parsed (undefined when empty or not JSON), else an UpstreamError with its message. */
+export function jsonAnswer<T>(status: number, text: string): T {
+  let parsed: unknown = undefined;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  if (status < 200 || status >= 300) {
+    const message = (parsed as { message?: string } | undefined)?.message ?? `status ${status}`;
+    throw new UpstreamError(status, message, parsed);
+  }
+  return parsed as T;
 }
 
 /** Expiry (ms) from a JWT's payload, without verifying it (PocketBase verifies its own tokens). */

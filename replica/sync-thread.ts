@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { Backoff } from '../lib/backoff.js';
 import type { Logger } from '../lib/log.js';
 import { compiled } from '../lib/runtime.js';
-import { UpstreamError, type Purpose, type SuperuserSession } from '../lib/upstream.js';
+import { jsonAnswer, UpstreamError, type Purpose, type SuperuserSession } from '../lib/upstream.js';
 import type { ChangeSource, ChangesResponse } from './change-source.js';
 import { monotonicMs, type FromSync, type SyncWorkerData, type ToSync } from './sync-protocol.js';
 
@@ -61,10 +61,19 @@ export class SyncThread implements ChangeReader {
   /** The newest read ahead, until the engine takes it or moves past it. */
   private ready: ({ after: number; limit: number } & Answer) | null = null;
   private nextSeq = -1;
-  /** Reads answered by the thread, of them reads ahead the engine took, reads made on the main thread, thread restarts. */
-  readonly stats = { answered: 0, ahead: 0, thread: 0, direct: 0, restarts: 0 };
+  /** Batches the engine took from reads ahead, asked of the thread, read on the main thread; thread restarts. */
+  readonly stats = { ahead: 0, thread: 0, direct: 0, restarts: 0 };
+  /** Reads on this thread, while the sync thread is not running or cannot serve one. */
+  private readonly here: ChangeReader;
 
-  constructor(private readonly opts: SyncThreadOptions) {}
+  constructor(private readonly opts: SyncThreadOptions) {
+    this.here = directReader(opts.source);
+  }
+
+  private counted(by: 'ahead' | 'thread' | 'main'): void {
+    this.stats[by === 'main' ? 'direct' : by]++;
+    this.opts.onRead?.(by);
+  }
 
   start(): void {
     this.stopping = false;
@@ -144,7 +153,6 @@ export class SyncThread implements ChangeReader {
         break;
       case 'request':
         this.opts.onRequest?.(m.purpose);
-        if (m.purpose === 'sync') this.stats.answered++;
         break;
       case 'log':
         this.opts.log[m.level](m.msg, m.fields);
@@ -177,30 +185,22 @@ export class SyncThread implements ChangeReader {
       this.ready = null;
       const res = this.parse(r);
       if (res) {
-        this.stats.ahead++;
-        this.opts.onRead?.('ahead');
+        this.counted('ahead');
         return { res, sentAt: r.sentAt };
       }
     }
-    if (!this.worker) {
-      this.stats.direct++;
-      this.opts.onRead?.('main');
-      const sentAt = monotonicMs();
-      return { res: await this.opts.source.readChanges(after, limit, true, signal), sentAt };
+    if (this.worker) {
+      let answer = await this.ask(after, limit, notBefore, signal);
+      if (answer.status === 401 || answer.status === 403) answer = await this.ask(after, limit, monotonicMs(), signal); // the thread asked for a new token
+      const res = this.parse(answer);
+      if (res) {
+        this.counted('thread');
+        return { res, sentAt: answer.sentAt };
+      }
+      // An answer the thread's reads cannot use (hooks that predate "upper"): the main thread reads it.
     }
-    let answer = await this.ask(after, limit, notBefore, signal);
-    if (answer.status === 401 || answer.status === 403) answer = await this.ask(after, limit, monotonicMs(), signal); // the thread asked for a new token
-    const res = this.parse(answer);
-    if (res) {
-      this.stats.thread++;
-      this.opts.onRead?.('thread');
-      return { res, sentAt: answer.sentAt };
-    }
-    // An answer the thread's reads cannot use (hooks that predate "upper"): the main thread reads it.
-    this.stats.direct++;
-    this.opts.onRead?.('main');
-    const sentAt = monotonicMs();
-    return { res: await this.opts.source.readChanges(after, limit, true, signal), sentAt };
+    this.counted('main');
+    return this.here.read(after, limit, notBefore, signal);
   }
 
   private ask(after: number, limit: number, notBefore: number, signal?: AbortSignal): Promise<Answer> {
@@ -220,23 +220,12 @@ export class SyncThread implements ChangeReader {
     });
   }
 
-  /** PocketBase's answer as Upstream.json reads it: a 2xx body, else an UpstreamError with its message. */
+  /** PocketBase's answer as Upstream.json reads it; null when it lacks what the thread's reads need. */
   private parse(a: Answer): ChangesResponse | null {
-    let parsed: unknown;
-    try {
-      parsed = a.text ? JSON.parse(a.text) : undefined;
-    } catch {
-      parsed = undefined;
-    }
-    if (a.status < 200 || a.status >= 300) {
-      const message = (parsed as { message?: string } | undefined)?.message ?? `status ${a.status}`;
-      throw new UpstreamError(a.status, message, parsed);
-    }
-    if (!parsed || typeof parsed !== 'object') return null;
-    const res = parsed as ChangesResponse;
+    const res = jsonAnswer<ChangesResponse | undefined>(a.status, a.text);
     // Hooks older than "upper" answer without it; the thread's reads then bound nothing newer than the head
     // read after them, which only the main thread can read (rare: an old pb_hooks).
-    if (typeof res.upper !== 'number') return null;
+    if (!res || typeof res !== 'object' || typeof res.upper !== 'number') return null;
     return res;
   }
 }

@@ -50,8 +50,6 @@ function refused(t: string): void {
 
 /** What realtime-waker.ts needs of a session: superuser JSON requests (the subscription). */
 const session = {
-  upstream,
-  currentToken: () => token,
   async json<T>(purpose: Purpose, method: Dispatcher.HttpMethod, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
     const t = await currentToken();
     try {
@@ -89,8 +87,7 @@ function send(after: number, limit: number): Read {
   const read: Read = {
     after, limit, sentAt,
     answer: currentToken().then(async (t) => {
-      post({ type: 'request', purpose: 'sync' });
-      const res = await upstream.pool.request({ method: 'GET', path: `/api/hapta-sync/changes?${q}`, headers: { accept: 'application/json', authorization: t } });
+      const res = await upstream.request('sync', { method: 'GET', path: `/api/hapta-sync/changes?${q}`, headers: { accept: 'application/json', authorization: t } });
       const text = await res.body.text();
       if (res.statusCode === 401 || res.statusCode === 403) refused(t);
       return { status: res.statusCode, text };

@@ -13,16 +13,8 @@ import { api, superuserToken } from './harness/dump.js';
 import { metricSum } from './harness/metrics.js';
 import { startPocketBase, SUPERUSER, type PocketBase } from './harness/pocketbase.js';
 import { startSidecar, waitForSync, type TestSidecar } from './harness/sidecar.js';
+import { sleep, until } from './realtime-env.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await sleep(20);
-  }
-}
 
 describe('change log read on the sync thread', () => {
   let pb: PocketBase;
@@ -47,7 +39,7 @@ describe('change log read on the sync thread', () => {
         ids.push((await write()).id);
         await sleep(30);
       }
-      await until('every write in the replica', () => ids.every((id) => inReplica(sidecar, id)));
+      await until('every write in the replica', () => ids.every((id) => inReplica(sidecar, id)), 15_000);
       const ahead = await metricSum(sidecar.metrics.replicaReads, { by: 'ahead' });
       assert.ok(ahead > 0, `batches applied from reads ahead: ${ahead}`);
       assert.equal(await metricSum(sidecar.metrics.replicaReads, { by: 'main' }), 0, 'no read made on the main thread');
@@ -120,14 +112,14 @@ describe('change log read on the sync thread', () => {
       // Until the thread is back the main thread reads the log (the poll, or a waiter).
       await sidecar.replicator.syncAfterNow();
       assert.ok(inReplica(sidecar, id), 'applied while the thread was down');
-      await until('the thread started again', () => thread.stats.restarts === 1);
+      await until('the thread started again', () => thread.stats.restarts === 1, 15_000);
       const before = thread.stats.ahead + thread.stats.thread;
       const later: string[] = [];
       for (let i = 0; i < 10; i++) {
         later.push((await write()).id);
         await sleep(30);
       }
-      await until('the later writes in the replica', () => later.every((x) => inReplica(sidecar, x)));
+      await until('the later writes in the replica', () => later.every((x) => inReplica(sidecar, x)), 15_000);
       assert.ok(thread.stats.ahead + thread.stats.thread > before, 'read by the thread again');
     } finally {
       await sidecar.destroy();
@@ -140,7 +132,7 @@ describe('change log read on the sync thread', () => {
       await waitForSync(sidecar);
       assert.equal(sidecar.syncThread, null);
       const { id } = await write();
-      await until('the write in the replica', () => inReplica(sidecar, id));
+      await until('the write in the replica', () => inReplica(sidecar, id), 15_000);
       assert.equal(await metricSum(sidecar.metrics.replicaReads), 0);
     } finally {
       await sidecar.destroy();
