@@ -54,20 +54,27 @@ export interface ThreadTimes {
   mainWait: number;
   /** Seconds every other thread ran (query threads, V8's and libuv's helpers). */
   otherRun: number;
+  /**
+   * Seconds the other threads ran, by thread name: the sidecar names its own (`hapta-reads`,
+   * `hapta-feeds`, `hapta-search`, `hapta-sync`); the rest (V8's compiler and GC helpers, libuv's pool)
+   * keep Node's name.
+   */
+  otherByName: Record<string, number>;
 }
 
 export function threadTimes(pid: number): ThreadTimes {
-  const out: ThreadTimes = { mainRun: 0, mainWait: 0, otherRun: 0 };
+  const out: ThreadTimes = { mainRun: 0, mainWait: 0, otherRun: 0, otherByName: {} };
   let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
   } catch {
-    return { mainRun: NaN, mainWait: NaN, otherRun: NaN };
+    return { mainRun: NaN, mainWait: NaN, otherRun: NaN, otherByName: {} };
   }
   for (const tid of tids) {
-    let run: number, wait: number;
+    let run: number, wait: number, name: string;
     try {
       [run, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(' ').map((x) => Number(x) / 1e9);
+      name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
     } catch {
       continue; // the thread ended
     }
@@ -76,6 +83,7 @@ export function threadTimes(pid: number): ThreadTimes {
       out.mainWait = wait;
     } else {
       out.otherRun += run;
+      out.otherByName[name] = (out.otherByName[name] ?? 0) + run;
     }
   }
   return out;
@@ -83,5 +91,7 @@ export function threadTimes(pid: number): ThreadTimes {
 
 /** What `threadTimes` grew by between two readings (threads that ended in between are not counted). */
 export function threadDelta(a: ThreadTimes, b: ThreadTimes): ThreadTimes {
-  return { mainRun: b.mainRun - a.mainRun, mainWait: b.mainWait - a.mainWait, otherRun: Math.max(0, b.otherRun - a.otherRun) };
+  const otherByName: Record<string, number> = {};
+  for (const [name, run] of Object.entries(b.otherByName)) otherByName[name] = Math.max(0, run - (a.otherByName[name] ?? 0));
+  return { mainRun: b.mainRun - a.mainRun, mainWait: b.mainWait - a.mainWait, otherRun: Math.max(0, b.otherRun - a.otherRun), otherByName };
 }

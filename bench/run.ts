@@ -464,7 +464,10 @@ function print(reports: TargetReport[], counts: Record<string, number>, planned:
   console.log(table(['target', 'process', 'CPU s', 'cores busy', 'peak RSS MiB'], usageRows));
   for (const r of reports) {
     const t = r.threads;
-    if (t) console.log(`the sidecar's threads (${r.name}): the main thread ran ${t.mainRun.toFixed(1)} s of the ${r.result.seconds.toFixed(1)} s run (${Math.round((100 * t.mainRun) / r.result.seconds)}%) and waited ${t.mainWait.toFixed(1)} s for a core; its other threads ran ${t.otherRun.toFixed(1)} s`);
+    if (t) {
+      const names = Object.entries(t.otherByName ?? {}).sort((a, b) => b[1] - a[1]).map(([name, s]) => `${name === 'node' ? "V8's and libuv's helpers" : name} ${s.toFixed(1)}`);
+      console.log(`the sidecar's threads (${r.name}): the main thread ran ${t.mainRun.toFixed(1)} s of the ${r.result.seconds.toFixed(1)} s run (${Math.round((100 * t.mainRun) / r.result.seconds)}%) and waited ${t.mainWait.toFixed(1)} s for a core; its other threads ran ${t.otherRun.toFixed(1)} s${names.length ? ` (${names.join(', ')})` : ''}`);
+    }
   }
   for (const r of reports) if (r.lagMs) console.log(`replication lag under the mix (${r.name}): p50 ${r.lagMs.p50.toFixed(1)} ms, p99 ${r.lagMs.p99.toFixed(1)} ms, max ${r.lagMs.max.toFixed(1)} ms (${r.lagMs.n} probes)`);
 

@@ -1,7 +1,7 @@
 // How this code runs: compiled to JavaScript (`npm run build`, dist/) or as TypeScript source through
 // tsx. Processes the project starts (the sidecar, PocketBase's launcher, benchmark roles, feed query
 // threads) run the same way as the code that starts them.
-import { existsSync } from 'node:fs';
+import { existsSync, readlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -30,4 +30,23 @@ function modulePath(path: string): string {
 /** Node arguments that run a module of the project (`sidecar/server`). */
 export function moduleArgs(path: string): string[] {
   return [...tsLoader, modulePath(path)];
+}
+
+/**
+ * Names the calling thread (Linux: what `top -H`, `ps -L` and /proc/PID/task/TID/comm show; at most 15
+ * bytes). Best effort: elsewhere, or where /proc is not writable, the thread keeps its name.
+ */
+export function nameThisThread(name: string): void {
+  try {
+    writeFileSync('/proc/thread-self/comm', name.slice(0, 15));
+  } catch { /* not Linux, or no /proc: the name is only for people and tools */ }
+}
+
+/** The calling thread's id (Linux), or null where it cannot be known. */
+export function thisThreadId(): number | null {
+  try {
+    return Number(readlinkSync('/proc/thread-self').split('/').pop());
+  } catch {
+    return null;
+  }
 }

@@ -13,10 +13,12 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
 import type { Logger } from '../lib/log.js';
+import { nameThisThread } from '../lib/runtime.js';
 import { UpstreamError, Upstream, type Purpose } from '../lib/upstream.js';
 import { RealtimeWaker } from './realtime-waker.js';
 import { monotonicMs, type FromSync, type SyncWorkerData, type ToSync } from './sync-protocol.js';
 
+nameThisThread('hapta-sync');
 const port = parentPort!;
 const data = workerData as SyncWorkerData;
 const post = (m: FromSync) => port.postMessage(m);

@@ -56,7 +56,7 @@ describe('read threads', () => {
     assert.equal(await placed('main') - main0, posts.length - 4);
   });
 
-  it('the read threads and the feed threads run at their configured priorities, the main thread at its own', async () => {
+  it('the read, feed and sync threads are named, and run at their configured priorities, the main thread at its own', async () => {
     // A feed thread starts with its first task.
     assert.deepEqual(await env.sidecar.feedPool.all('SELECT 1 AS one', [], 'feeds'), [{ one: 1 }]);
     // This process holds the sidecar: its threads' nice values (field 19 of /proc/self/task/<tid>/stat).
@@ -64,11 +64,17 @@ describe('read threads', () => {
       const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
       return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
     };
+    const nameOf = (tid: string) => readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
     const tids = readdirSync('/proc/self/task');
     assert.equal(niceOf(String(process.pid)), 0, 'the main thread');
+    const named = (name: string) => tids.filter((t) => nameOf(t) === name);
     // A read thread has answered lists by now (threads start with their first tasks).
-    assert.ok(tids.some((t) => niceOf(t) === 7), 'a read thread');
-    assert.ok(tids.some((t) => niceOf(t) === 9), 'a feed thread');
+    assert.ok(named('hapta-reads').length >= 1, 'a read thread');
+    assert.ok(named('hapta-reads').every((t) => niceOf(t) === 7), 'the read threads at their nice value');
+    assert.ok(named('hapta-feeds').length >= 1, 'a feed thread');
+    assert.ok(named('hapta-feeds').every((t) => niceOf(t) === 9), 'the feed threads at theirs');
+    assert.equal(named('hapta-sync').length, 1, 'one sync thread');
+    assert.equal(niceOf(named('hapta-sync')[0]), 0, 'the sync thread at the process\'s own');
   });
 
   it('a read no thread can answer goes to PocketBase and is counted', async () => {

@@ -45,7 +45,7 @@ export class QueryPool {
    * the feeds and search lanes' (worker.ts).
    */
   constructor(threads = defaultThreads(), searchThreads = 1, readThreads = defaultThreads(), nice = 0, feedNice = nice) {
-    const pool = (n: number, laneNice: number, perThread = 4) => new Piscina({
+    const pool = (lane: Lane, n: number, laneNice: number, perThread = 4) => new Piscina({
       filename: new URL(`./worker.${compiled ? 'js' : 'ts'}`, import.meta.url).href,
       // Threads start with the first tasks and then stay: a sidecar whose clients use no feed or search
       // holds none (about 25 MB each), and a busy one never pays a thread's start twice.
@@ -55,9 +55,9 @@ export class QueryPool {
       // A few tasks waiting at each thread: it runs them back to back, instead of idling until the main
       // thread, busy answering requests, has read the last result and sent the next task.
       concurrentTasksPerWorker: perThread,
-      workerData: { nice: laneNice },
+      workerData: { nice: laneNice, lane },
     });
-    this.pools = { feeds: pool(threads, feedNice), search: pool(Math.max(1, searchThreads), feedNice), reads: pool(Math.max(1, readThreads), nice) };
+    this.pools = { feeds: pool('feeds', threads, feedNice), search: pool('search', Math.max(1, searchThreads), feedNice), reads: pool('reads', Math.max(1, readThreads), nice) };
     this.inline = readThreads === 0;
   }
 

@@ -4,23 +4,27 @@
 // task checks a shared ranking's items against one requester's rules and counts that requester's items;
 // a read task answers a records list whole, a page task renders a search page (sidecar/reads/task.ts).
 import type Database from 'better-sqlite3';
-import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { workerData } from 'piscina';
 import type { FeedProfile } from '../../config.js';
+import { nameThisThread, thisThreadId } from '../../lib/runtime.js';
 import { ReplicaStore } from '../../replica/store.js';
 import { adoptVersions } from '../reads/query.js';
 import { runPage, runRead, type PageResult, type PageTask, type ReadResult, type ReadTask } from '../reads/task.js';
 import type { RankPlan } from '../feeds/feed-sql.js';
 import { rank, type Ranked, type WindowOptions } from '../feeds/window.js';
 
-// The thread's scheduling priority (its nice value, Linux): a thread that yields the cores to the main
-// thread, which answers every request, whenever both want one.
-const nice = Number((workerData as { nice?: number } | undefined)?.nice ?? 0);
-if (nice > 0) {
+// The thread's name (`hapta-reads`, `hapta-feeds`, `hapta-search`: its lane, as `top -H` shows it) and
+// scheduling priority (its nice value, Linux): a thread that yields the cores to the main thread, which
+// answers every request, whenever both want one.
+const data = (workerData ?? {}) as { nice?: number; lane?: string };
+if (data.lane) nameThisThread(`hapta-${data.lane}`);
+const nice = Number(data.nice ?? 0);
+const tid = nice > 0 ? thisThreadId() : null;
+if (tid !== null) {
   try {
-    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), nice);
-  } catch { /* no /proc/thread-self (not Linux): the thread keeps the process's priority */ }
+    setPriority(tid, nice);
+  } catch { /* not permitted here: the thread keeps the process's priority */ }
 }
 
 interface Base {
