@@ -96,6 +96,15 @@ export function tableSpec(c: PbCollection): TableSpec {
   return { collectionId: c.id, collectionName: c.name, table: c.name, columns };
 }
 
+/**
+ * A name that reaches a table's own rowid: SQLite's `_rowid_`, `rowid` or `oid`, whichever no column of
+ * the collection takes (null if every one is a field's name).
+ */
+export function rowidAlias(spec: TableSpec): string | null {
+  const taken = new Set(spec.columns.map((c) => c.name.toLowerCase()));
+  return ['_rowid_', 'rowid', 'oid'].find((n) => !taken.has(n)) ?? null;
+}
+
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }

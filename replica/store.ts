@@ -3,7 +3,7 @@
 // transaction together with the new position, so a reader never sees a half-applied batch.
 import Database from 'better-sqlite3';
 import {
-  createIndexSql, createTableSql, decodeRow, encodeRecord, quoteIdent, ROWID_COLUMN, tableSpec,
+  createIndexSql, createTableSql, decodeRow, encodeRecord, quoteIdent, ROWID_COLUMN, rowidAlias, tableSpec,
   type PbCollection, type TableSpec,
 } from './schema.js';
 import { syncIndexes } from './indexes.js';
@@ -14,6 +14,14 @@ export const FORMAT_VERSION = '3';
 
 /** How much of the replica file a read-only connection maps (address space, not memory). */
 const READ_MMAP_BYTES = 1 << 30;
+
+/**
+ * A table's rows in segments of SEGMENT_SIZE rowids (segment = floor(rowid / SEGMENT_SIZE)). `_hapta_segments` holds, per table and
+ * segment, the position of the last batch that inserted, changed or deleted a row there (no row: none
+ * since the collection definitions last changed, which every table replacement bumps). A reader may keep
+ * a count per segment and recount only the segments whose version moved (sidecar/reads/query.ts).
+ */
+export const SEGMENT_SIZE = 4096;
 
 export interface ChangeRow {
   seq: number;
@@ -41,7 +49,8 @@ interface CatalogEntry {
 export class ReplicaStore {
   readonly db: Database.Database;
   private catalog = new Map<string, CatalogEntry>();
-  private statements = new Map<string, { upsert: Database.Statement; remove: Database.Statement }>();
+  private statements = new Map<string, { upsert: Database.Statement; remove: Database.Statement; segmented: boolean }>();
+  private segmentStatement: Database.Statement | null = null;
   private byIdStatements = new Map<string, Database.Statement>();
   private readonly readStatements = new Map<string, Database.Statement>();
   private positionCache: Position | null = null;
@@ -78,6 +87,8 @@ export class ReplicaStore {
       CREATE TABLE IF NOT EXISTS _hapta_state (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS _hapta_collections (
         id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL UNIQUE, type TEXT NOT NULL, definition TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS _hapta_segments (
+        tbl TEXT NOT NULL, seg INTEGER NOT NULL, v INTEGER NOT NULL, PRIMARY KEY (tbl, seg)) WITHOUT ROWID;
       CREATE VIEW IF NOT EXISTS _hapta_fields AS
         SELECT c.name AS collection, json_extract(f.value, '$.name') AS field, json_extract(f.value, '$.type') AS type,
                COALESCE(json_extract(f.value, '$.hidden'), 0) AS hidden
@@ -339,6 +350,7 @@ export class ReplicaStore {
 
   private dropCollectionTable(c: PbCollection): void {
     this.db.exec(`DROP TABLE IF EXISTS ${quoteIdent(c.name)}`);
+    this.db.prepare('DELETE FROM _hapta_segments WHERE tbl = ?').run(c.name);
     this.db.prepare('DELETE FROM _hapta_collections WHERE id = ?').run(c.id);
   }
 
@@ -371,10 +383,14 @@ export class ReplicaStore {
       const { spec } = entry;
       const cols = [...spec.columns.map((c) => quoteIdent(c.name)), quoteIdent(ROWID_COLUMN)];
       const updates = cols.filter((c) => c !== '"id"').map((c) => `${c} = excluded.${c}`);
+      // Each row's rowid, for the segment it is in (none when every alias of the rowid is a field).
+      const alias = rowidAlias(spec);
+      const returning = alias ? ` RETURNING ${alias} AS r` : '';
       s = {
         upsert: this.db.prepare(`INSERT INTO ${quoteIdent(spec.table)} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})
-          ON CONFLICT(id) DO UPDATE SET ${updates.join(', ')}`),
-        remove: this.db.prepare(`DELETE FROM ${quoteIdent(spec.table)} WHERE id = ?`),
+          ON CONFLICT(id) DO UPDATE SET ${updates.join(', ')}${returning}`),
+        remove: this.db.prepare(`DELETE FROM ${quoteIdent(spec.table)} WHERE id = ?${returning}`),
+        segmented: alias !== null,
       };
       this.statements.set(spec.collectionId, s);
     }
@@ -404,10 +420,21 @@ export class ReplicaStore {
         const page = records[collId] ?? { rowids: [], records: [] };
         const present = new Set<string>();
         for (const r of page.records) present.add(String(r.id));
-        for (const id of ids) if (!present.has(id)) st.remove.run(id);
-        for (let i = 0; i < page.records.length; i++) {
-          st.upsert.run(encodeRecord(entry.spec, page.records[i], page.rowids[i]));
+        const segments = new Set<number>();
+        for (const id of ids) {
+          if (present.has(id)) continue;
+          if (!st.segmented) st.remove.run(id);
+          else {
+            const gone = st.remove.get(id) as { r: number } | undefined;
+            if (gone) segments.add(Math.floor(gone.r / SEGMENT_SIZE));
+          }
         }
+        for (let i = 0; i < page.records.length; i++) {
+          const values = encodeRecord(entry.spec, page.records[i], page.rowids[i]);
+          if (!st.segmented) st.upsert.run(values);
+          else segments.add(Math.floor((st.upsert.get(values) as { r: number }).r / SEGMENT_SIZE));
+        }
+        for (const seg of segments) this.markSegment(entry.spec.table, seg, changes[changes.length - 1].seq);
         touchedCount += ids.size;
       }
       const last = changes[changes.length - 1];
@@ -415,6 +442,12 @@ export class ReplicaStore {
       this.raiseUpper(upper);
     })();
     return touchedCount;
+  }
+
+  /** A segment of a table changed in the batch that ends at `seq` (positions only grow). */
+  private markSegment(table: string, seg: number, seq: number): void {
+    this.segmentStatement ??= this.db.prepare('INSERT INTO _hapta_segments (tbl, seg, v) VALUES (?, ?, ?) ON CONFLICT (tbl, seg) DO UPDATE SET v = excluded.v');
+    this.segmentStatement.run(table, seg, seq);
   }
 
   /**

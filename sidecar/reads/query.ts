@@ -6,7 +6,8 @@ import { ApiError } from '../errors.js';
 import BetterSqlite from 'better-sqlite3';
 import type Database from 'better-sqlite3';
 import type { PlannerSchema } from '../../replica/change-source.js';
-import type { ReplicaStore } from '../../replica/store.js';
+import { SEGMENT_SIZE, type ReplicaStore } from '../../replica/store.js';
+import { rowidAlias } from '../../replica/schema.js';
 import type { Replicator } from '../../replica/replicator.js';
 import { parseFilter, parseSort, FilterSyntaxError, type SortItem } from '../filter/index.js';
 import { Lru } from '../lru.js';
@@ -287,15 +288,112 @@ function countMatches(store: ReplicaStore, coll: CollectionInfo, parts: SelectPa
   }
   const at = rule === null ? -1 : parts.wheres.indexOf(rule);
   const terms = at < 0 ? undefined : ctx.orGroups?.find((items) => `(${items.join(' OR ')})` === rule);
-  if (!terms || terms.length > MAX_COUNT_TERMS) return Number(run<{ n: number }>(store, `SELECT COUNT(*) AS n${parts.from()}`, ctx.bag, 'get', true).n);
+  if (!terms || terms.length > MAX_COUNT_TERMS) return countRows(store, coll, parts, parts.wheres, ctx);
   let n = 0;
   for (let i = 0; i < terms.length; i++) {
     const own = i === 0 ? [terms[0]] : [terms[i], `(${terms.slice(0, i).join(' OR ')}) IS NOT TRUE`];
     const wheres = [...parts.wheres.slice(0, at), ...own, ...parts.wheres.slice(at + 1)];
-    n += Number(run<{ n: number }>(store, `SELECT COUNT(*) AS n${parts.from(undefined, wheres)}`, ctx.bag, 'get', true).n);
+    n += countRows(store, coll, parts, wheres, ctx);
   }
   planStats.countSplits++;
   return n;
+}
+
+/** Counts by segment, per statement and values (sql, bindings), per catalog. */
+const segmentCounts = new WeakMap<object, Lru<string, Map<number, { v: number; n: number }>>>();
+
+/**
+ * COUNT(*) of the base table's rows matching `wheres`, without joins. Cached whole until the table
+ * changes, like every result; and where SQLite's plan reads the whole table for it (a `tags ~ 'x'`
+ * filter, a LIKE no index serves), also per segment of rowids (replica/store.ts, SEGMENT_SIZE): once the
+ * table changes, only the segments a batch touched are counted again, in the same read transaction
+ * as the segments' versions. A segment's count depends on its own rows alone when the statement reads
+ * no other table and its plan is that one scan (no subquery), which is checked first.
+ */
+function countRows(store: ReplicaStore, coll: CollectionInfo, parts: SelectParts, wheres: string[], ctx: BuildContext): number {
+  const sql = `SELECT COUNT(*) AS n${parts.from(undefined, wheres)}`;
+  const table = coll.spec.table;
+  const alias = rowidAlias(coll.spec);
+  const cache = cacheOf(store);
+  const bindings = ctx.bag.bindingsFor(sql);
+  const key = sql + '\u0000' + JSON.stringify(bindings, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v));
+  const hit = cache.results.get(key);
+  if (hit !== undefined && hit.reads.fresh()) {
+    tracking?.merge(hit.reads);
+    return Number((hit.value as { n: number }).n);
+  }
+  if (alias === null || !scansWhole(store, ctx.catalog, table, sql, ctx.bag)) return Number(run<{ n: number }>(store, sql, ctx.bag, 'get', true).n);
+  let counts = segmentCounts.get(ctx.catalog);
+  if (!counts) segmentCounts.set(ctx.catalog, (counts = new Lru(4000)));
+  try {
+    // The versions are taken before the queries run: a change applied later makes the result stale.
+    const reads = new ReadSet();
+    reads.add([table]);
+    const versions = new Map<number, number>();
+    for (const r of segmentVersions(store).all(table) as { seg: number; v: number }[]) versions.set(r.seg, r.v);
+    const top = Number((store.prepared(`SELECT MAX(${alias}) AS r FROM ${q(table)}`).get() as { r: number | null }).r ?? -1);
+    const bySegment = prepare(store, `SELECT COUNT(*) AS n${parts.from(undefined, [...wheres, `${q(table)}.${alias} BETWEEN @seg_lo AND @seg_hi`])}`);
+    const kept = counts.get(key);
+    const now = new Map<number, { v: number; n: number }>();
+    let n = 0;
+    for (let seg = 0; top >= 0 && seg <= Math.floor(top / SEGMENT_SIZE); seg++) {
+      const v = versions.get(seg) ?? 0;
+      let e = kept?.get(seg);
+      if (e === undefined || e.v !== v) {
+        e = { v, n: Number((bySegment.get({ ...bindings, seg_lo: seg * SEGMENT_SIZE, seg_hi: (seg + 1) * SEGMENT_SIZE - 1 }) as { n: number }).n) };
+        planStats.segmentsCounted++;
+      }
+      now.set(seg, e);
+      n += e.n;
+    }
+    counts.set(key, now);
+    planStats.segmentedCounts++;
+    tracking?.merge(reads);
+    cache.results.set(key, { value: { n }, reads });
+    return n;
+  } catch (e) {
+    if ((e as { code?: string }).code?.startsWith('SQLITE_') || e instanceof RangeError || e instanceof TypeError) {
+      throw new ResolveError(`sqlite: ${(e as Error).message}`);
+    }
+    throw e;
+  }
+}
+
+/** Per catalog and statement text: whether its count is kept by segment (scansWhole). */
+const wholeScans = new WeakMap<object, Lru<string, boolean>>();
+
+/**
+ * Whether a count reads `table` whole and nothing else: no other table named, and SQLite's plan one SCAN
+ * of it (no index, no subquery). Decided once per statement text, on its first values: a subquery is
+ * the text's, not a value's, and a value that would let an index serve the count (a LIKE prefix) only
+ * makes counting by segment the slower choice, never a wrong one.
+ */
+function scansWhole(store: ReplicaStore, catalog: Catalog, table: string, sql: string, bag: ParamBag): boolean {
+  let known = wholeScans.get(catalog);
+  if (!known) wholeScans.set(catalog, (known = new Lru(2000)));
+  let whole = known.get(sql);
+  if (whole === undefined) {
+    const tables = new Set(catalog.store.collections().map((c) => c.name));
+    const plan = quotedIdentifiers(sql).some((id) => id !== table && tables.has(id)) ? null : explain(catalog, store.db, sql, bag);
+    whole = plan !== null && plan.length === 1 && plan[0].detail === `SCAN ${table}`;
+    known.set(sql, whole);
+  }
+  return whole;
+}
+
+const segmentStatements = new WeakMap<Database.Database, Database.Statement>();
+function segmentVersions(store: ReplicaStore): Database.Statement {
+  let st = segmentStatements.get(store.db);
+  if (!st) segmentStatements.set(store.db, (st = store.db.prepare('SELECT seg, v FROM _hapta_segments WHERE tbl = ?')));
+  return st;
+}
+
+/** A statement of the read path, prepared once per text (the cache `run` uses). */
+function prepare(store: ReplicaStore, sql: string): Database.Statement {
+  const cache = cacheOf(store);
+  let prepared = cache.statements.get(sql);
+  if (!prepared) cache.statements.set(sql, (prepared = { stmt: store.db.prepare(sql), tables: quotedIdentifiers(sql) }));
+  return prepared.stmt;
 }
 
 /** Rules with more OR terms are counted whole. */
@@ -323,9 +421,10 @@ function sortWalk(store: ReplicaStore, coll: CollectionInfo, parts: SelectParts,
 
 /**
  * How often a page was read by walking its sort's index (sortWalk), a total counted in parts
- * (countMatches), and a plan explained rather than found kept (explain), for tests and diagnostics.
+ * (countMatches), a plan explained rather than found kept (explain), a count summed from segments and a
+ * segment counted (countRows), for tests and diagnostics.
  */
-export const planStats = { sortWalks: 0, countSplits: 0, explains: 0 };
+export const planStats = { sortWalks: 0, countSplits: 0, explains: 0, segmentedCounts: 0, segmentsCounted: 0 };
 
 /** A sort that already orders every row (it names the id or the rowid): no plan to mirror. */
 function totalOrder(coll: CollectionInfo, sort: SortItem[]): boolean {

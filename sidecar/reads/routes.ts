@@ -172,9 +172,7 @@ export function createReadRoutes(opts: ReadRoutesOptions): Koa.Middleware {
       answer = res.answer;
       if (shape !== null) opts.placement!.record(shape, res.ms);
       if (!here) {
-        planStats.sortWalks += res.plan.sortWalks;
-        planStats.countSplits += res.plan.countSplits;
-        planStats.explains += res.plan.explains;
+        for (const k of Object.keys(planStats) as (keyof typeof planStats)[]) planStats[k] += res.plan[k] ?? 0;
       }
       if (res.guarded) {
         const delay = emptyListThrottle(`${res.collectionId}|${(ctx.state.clientIp as string | undefined) ?? ctx.ip}`);

@@ -99,7 +99,7 @@ export function runPage(store: ReplicaStore, task: PageTask): PageResult {
 export function runRead(store: ReplicaStore, task: ReadTask): ReadResult {
   const t0 = performance.now();
   const before = { ...planStats };
-  const plan = () => ({ sortWalks: planStats.sortWalks - before.sortWalks, countSplits: planStats.countSplits - before.countSplits, explains: planStats.explains - before.explains });
+  const plan = () => Object.fromEntries(Object.entries(planStats).map(([k, v]) => [k, v - before[k as keyof typeof planStats]])) as typeof planStats;
   return store.db.transaction((): ReadResult => {
     // Definitions changed by the writer since this connection loaded them: reload, in this snapshot.
     store.refresh();
