@@ -299,8 +299,12 @@ function countMatches(store: ReplicaStore, coll: CollectionInfo, parts: SelectPa
   return n;
 }
 
-/** Counts by segment, per statement and values (sql, bindings), per catalog. */
-const segmentCounts = new WeakMap<object, Lru<string, Map<number, { v: number; n: number }>>>();
+/**
+ * Counts by segment, per statement and values (sql, bindings), per catalog: each segment's version and
+ * count (16 bytes a segment: 40 KB for a table of 10M rows; a few hundred statements kept).
+ */
+interface SegmentCounts { v: Float64Array; n: Float64Array }
+const segmentCounts = new WeakMap<object, Lru<string, SegmentCounts>>();
 
 /**
  * COUNT(*) of the base table's rows matching `wheres`, without joins. Cached whole until the table
@@ -324,7 +328,7 @@ function countRows(store: ReplicaStore, coll: CollectionInfo, parts: SelectParts
   }
   if (alias === null || !scansWhole(store, ctx.catalog, table, sql, ctx.bag)) return Number(run<{ n: number }>(store, sql, ctx.bag, 'get', true).n);
   let counts = segmentCounts.get(ctx.catalog);
-  if (!counts) segmentCounts.set(ctx.catalog, (counts = new Lru(4000)));
+  if (!counts) segmentCounts.set(ctx.catalog, (counts = new Lru(500)));
   try {
     // The versions are taken before the queries run: a change applied later makes the result stale.
     const reads = new ReadSet();
@@ -334,17 +338,18 @@ function countRows(store: ReplicaStore, coll: CollectionInfo, parts: SelectParts
     const top = Number((store.prepared(`SELECT MAX(${alias}) AS r FROM ${q(table)}`).get() as { r: number | null }).r ?? -1);
     const bySegment = prepare(store, `SELECT COUNT(*) AS n${parts.from(undefined, [...wheres, `${q(table)}.${alias} BETWEEN @seg_lo AND @seg_hi`])}`);
     const kept = counts.get(key);
-    const now = new Map<number, { v: number; n: number }>();
+    const segments = top < 0 ? 0 : Math.floor(top / SEGMENT_SIZE) + 1;
+    const now: SegmentCounts = { v: new Float64Array(segments), n: new Float64Array(segments) };
     let n = 0;
-    for (let seg = 0; top >= 0 && seg <= Math.floor(top / SEGMENT_SIZE); seg++) {
+    for (let seg = 0; seg < segments; seg++) {
       const v = versions.get(seg) ?? 0;
-      let e = kept?.get(seg);
-      if (e === undefined || e.v !== v) {
-        e = { v, n: Number((bySegment.get({ ...bindings, seg_lo: seg * SEGMENT_SIZE, seg_hi: (seg + 1) * SEGMENT_SIZE - 1 }) as { n: number }).n) };
+      if (kept !== undefined && seg < kept.v.length && kept.v[seg] === v) now.n[seg] = kept.n[seg];
+      else {
+        now.n[seg] = Number((bySegment.get({ ...bindings, seg_lo: seg * SEGMENT_SIZE, seg_hi: (seg + 1) * SEGMENT_SIZE - 1 }) as { n: number }).n);
         planStats.segmentsCounted++;
       }
-      now.set(seg, e);
-      n += e.n;
+      now.v[seg] = v;
+      n += now.n[seg];
     }
     counts.set(key, now);
     planStats.segmentedCounts++;
