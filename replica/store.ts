@@ -23,6 +23,11 @@ const READ_MMAP_BYTES = 1 << 30;
  */
 export const SEGMENT_SIZE = 4096;
 
+/** The segment a rowid is in. */
+export function segmentOf(rowid: number): number {
+  return Math.floor(rowid / SEGMENT_SIZE);
+}
+
 export interface ChangeRow {
   seq: number;
   coll: string;
@@ -405,6 +410,7 @@ export class ReplicaStore {
   applyBatch(changes: ChangeRow[], records: Record<string, RecordPage>, skip: ReadonlySet<string> = new Set(), upper = 0): number {
     if (changes.length === 0) return 0;
     let touchedCount = 0;
+    const last = changes[changes.length - 1];
     this.db.transaction(() => {
       const touched = new Map<string, Set<string>>();
       for (const ch of changes) {
@@ -426,18 +432,17 @@ export class ReplicaStore {
           if (!st.segmented) st.remove.run(id);
           else {
             const gone = st.remove.get(id) as { r: number } | undefined;
-            if (gone) segments.add(Math.floor(gone.r / SEGMENT_SIZE));
+            if (gone) segments.add(segmentOf(gone.r));
           }
         }
         for (let i = 0; i < page.records.length; i++) {
           const values = encodeRecord(entry.spec, page.records[i], page.rowids[i]);
           if (!st.segmented) st.upsert.run(values);
-          else segments.add(Math.floor((st.upsert.get(values) as { r: number }).r / SEGMENT_SIZE));
+          else segments.add(segmentOf((st.upsert.get(values) as { r: number }).r));
         }
-        for (const seg of segments) this.markSegment(entry.spec.table, seg, changes[changes.length - 1].seq);
+        for (const seg of segments) this.markSegment(entry.spec.table, seg, last.seq);
         touchedCount += ids.size;
       }
-      const last = changes[changes.length - 1];
       this.setPosition(last.seq, last);
       this.raiseUpper(upper);
     })();

@@ -6,7 +6,7 @@ import { ApiError } from '../errors.js';
 import BetterSqlite from 'better-sqlite3';
 import type Database from 'better-sqlite3';
 import type { PlannerSchema } from '../../replica/change-source.js';
-import { SEGMENT_SIZE, type ReplicaStore } from '../../replica/store.js';
+import { SEGMENT_SIZE, segmentOf, type ReplicaStore } from '../../replica/store.js';
 import { rowidAlias } from '../../replica/schema.js';
 import type { Replicator } from '../../replica/replicator.js';
 import { parseFilter, parseSort, FilterSyntaxError, type SortItem } from '../filter/index.js';
@@ -145,36 +145,54 @@ function cacheOf(store: ReplicaStore): StoreCache {
   return c;
 }
 
+/** The key of a statement's result with these values in a store's result cache. */
+function resultKey(sql: string, bindings: Record<string, unknown>): string {
+  return sql + '\u0000' + JSON.stringify(bindings, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v));
+}
+
+/** A kept result still fresh (none of the tables it read changed), counted as read by the caller. */
+function freshResult(store: ReplicaStore, key: string): CachedResult | undefined {
+  const hit = cacheOf(store).results.get(key);
+  if (hit === undefined || !hit.reads.fresh()) return undefined;
+  tracking?.merge(hit.reads);
+  return hit;
+}
+
+/** A statement of the read path, prepared once per text. */
+function prepared(store: ReplicaStore, sql: string): Prepared {
+  const cache = cacheOf(store);
+  let p = cache.statements.get(sql);
+  if (!p) cache.statements.set(sql, (p = { stmt: store.db.prepare(sql), tables: quotedIdentifiers(sql) }));
+  return p;
+}
+
+/** SQLite's errors (e.g. a malformed JSON path) become PocketBase's generic 400; others are rethrown. */
+function sqliteFailure(e: unknown): never {
+  if ((e as { code?: string }).code?.startsWith('SQLITE_') || e instanceof RangeError || e instanceof TypeError) {
+    throw new ResolveError(`sqlite: ${(e as Error).message}`);
+  }
+  throw e;
+}
+
 /** Runs a query; SQLite errors (e.g. a malformed JSON path) become PocketBase's generic 400. */
 function run<T>(store: ReplicaStore, sql: string, bag: ParamBag, mode: 'all' | 'get', cacheable: boolean): T {
-  const cache = cacheOf(store);
   const bindings = bag.bindingsFor(sql);
-  const key = cacheable ? sql + '\u0000' + JSON.stringify(bindings, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v)) : '';
+  const key = cacheable ? resultKey(sql, bindings) : '';
   if (cacheable) {
-    const hit = cache.results.get(key);
-    if (hit !== undefined && hit.reads.fresh()) {
-      tracking?.merge(hit.reads);
-      return hit.value as T;
-    }
+    const hit = freshResult(store, key);
+    if (hit !== undefined) return hit.value as T;
   }
-  let prepared = cache.statements.get(sql);
   try {
-    if (!prepared) {
-      prepared = { stmt: store.db.prepare(sql), tables: quotedIdentifiers(sql) };
-      cache.statements.set(sql, prepared);
-    }
+    const p = prepared(store, sql);
     // The versions are taken before the query runs: a change applied later makes the result stale.
     const reads = new ReadSet();
-    reads.add(prepared.tables);
-    const out = (mode === 'all' ? prepared.stmt.all(bindings) : prepared.stmt.get(bindings)) as T;
+    reads.add(p.tables);
+    const out = (mode === 'all' ? p.stmt.all(bindings) : p.stmt.get(bindings)) as T;
     tracking?.merge(reads);
-    if (cacheable) cache.results.set(key, { value: out ?? null, reads });
+    if (cacheable) cacheOf(store).results.set(key, { value: out ?? null, reads });
     return out;
   } catch (e) {
-    if ((e as { code?: string }).code?.startsWith('SQLITE_') || e instanceof RangeError || e instanceof TypeError) {
-      throw new ResolveError(`sqlite: ${(e as Error).message}`);
-    }
-    throw e;
+    return sqliteFailure(e);
   }
 }
 
@@ -318,14 +336,10 @@ function countRows(store: ReplicaStore, coll: CollectionInfo, parts: SelectParts
   const sql = `SELECT COUNT(*) AS n${parts.from(undefined, wheres)}`;
   const table = coll.spec.table;
   const alias = rowidAlias(coll.spec);
-  const cache = cacheOf(store);
   const bindings = ctx.bag.bindingsFor(sql);
-  const key = sql + '\u0000' + JSON.stringify(bindings, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v));
-  const hit = cache.results.get(key);
-  if (hit !== undefined && hit.reads.fresh()) {
-    tracking?.merge(hit.reads);
-    return Number((hit.value as { n: number }).n);
-  }
+  const key = resultKey(sql, bindings);
+  const hit = freshResult(store, key);
+  if (hit !== undefined) return Number((hit.value as { n: number }).n);
   if (alias === null || !scansWhole(store, ctx.catalog, table, sql, ctx.bag)) return Number(run<{ n: number }>(store, sql, ctx.bag, 'get', true).n);
   let counts = segmentCounts.get(ctx.catalog);
   if (!counts) segmentCounts.set(ctx.catalog, (counts = new Lru(500)));
@@ -336,9 +350,9 @@ function countRows(store: ReplicaStore, coll: CollectionInfo, parts: SelectParts
     const versions = new Map<number, number>();
     for (const r of segmentVersions(store).all(table) as { seg: number; v: number }[]) versions.set(r.seg, r.v);
     const top = Number((store.prepared(`SELECT MAX(${alias}) AS r FROM ${q(table)}`).get() as { r: number | null }).r ?? -1);
-    const bySegment = prepare(store, `SELECT COUNT(*) AS n${parts.from(undefined, [...wheres, `${q(table)}.${alias} BETWEEN @seg_lo AND @seg_hi`])}`);
+    const bySegment = prepared(store, `SELECT COUNT(*) AS n${parts.from(undefined, [...wheres, `${q(table)}.${alias} BETWEEN @seg_lo AND @seg_hi`])}`).stmt;
     const kept = counts.get(key);
-    const segments = top < 0 ? 0 : Math.floor(top / SEGMENT_SIZE) + 1;
+    const segments = top < 0 ? 0 : segmentOf(top) + 1;
     const now: SegmentCounts = { v: new Float64Array(segments), n: new Float64Array(segments) };
     let n = 0;
     for (let seg = 0; seg < segments; seg++) {
@@ -354,13 +368,10 @@ function countRows(store: ReplicaStore, coll: CollectionInfo, parts: SelectParts
     counts.set(key, now);
     planStats.segmentedCounts++;
     tracking?.merge(reads);
-    cache.results.set(key, { value: { n }, reads });
+    cacheOf(store).results.set(key, { value: { n }, reads });
     return n;
   } catch (e) {
-    if ((e as { code?: string }).code?.startsWith('SQLITE_') || e instanceof RangeError || e instanceof TypeError) {
-      throw new ResolveError(`sqlite: ${(e as Error).message}`);
-    }
-    throw e;
+    return sqliteFailure(e);
   }
 }
 
@@ -391,14 +402,6 @@ function segmentVersions(store: ReplicaStore): Database.Statement {
   let st = segmentStatements.get(store.db);
   if (!st) segmentStatements.set(store.db, (st = store.db.prepare('SELECT seg, v FROM _hapta_segments WHERE tbl = ?')));
   return st;
-}
-
-/** A statement of the read path, prepared once per text (the cache `run` uses). */
-function prepare(store: ReplicaStore, sql: string): Database.Statement {
-  const cache = cacheOf(store);
-  let prepared = cache.statements.get(sql);
-  if (!prepared) cache.statements.set(sql, (prepared = { stmt: store.db.prepare(sql), tables: quotedIdentifiers(sql) }));
-  return prepared.stmt;
 }
 
 /** Rules with more OR terms are counted whole. */
